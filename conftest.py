@@ -1,0 +1,2 @@
+# The oaicompat pytest plugin is registered through the pytest11 entry point (pyproject.toml);
+# nothing else belongs here.

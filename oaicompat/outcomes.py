@@ -1,0 +1,92 @@
+"""From what a check did to an outcome, web-platform-tests style: expectations come from providers.yaml.
+
+`decide` is pure: (check spec, finding or None, provider, model) → Outcome. The pytest plugin turns an
+Outcome into pass / xfail / fail / skip; results.json records it as is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .checks.base import Blocked, CheckSpec, Finding, NotApplicable, Observation, QuirkFound, Violation
+from .config import Provider
+
+OutcomeName = Literal[
+    "pass",                # the rule holds
+    "expected-quirk",      # a quirk providers.yaml declares (xfail)
+    "unexpected-quirk",    # a catalogued quirk providers.yaml does not declare (fail)
+    "stale-expectation",   # declared, but the owning check passed (fail: remove it)
+    "violation",           # broke the rule in a way no quirk names yet (fail)
+    "blocked",             # could not evaluate: an earlier step failed and another check reports it
+    "unsupported",         # provider declares the needed feature unsupported (skip)
+    "not-recorded",        # replay without a cassette (skip)
+    "not-configured",      # live without key or URL (skip)
+    "not-applicable",      # imported evidence whose request does not meet the check's needs
+    "unavailable",         # live: could not connect to the provider
+    "error",               # the harness itself failed
+    "info",                # informational check: observations only
+]
+
+PYTEST_ACTION: dict[str, str] = {
+    "pass": "pass", "info": "pass",
+    "expected-quirk": "xfail",
+    "unexpected-quirk": "fail", "stale-expectation": "fail", "violation": "fail",
+    "unavailable": "fail", "error": "fail",
+    "blocked": "skip", "unsupported": "skip", "not-recorded": "skip", "not-configured": "skip",
+    "not-applicable": "skip",
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    name: OutcomeName
+    message: str = ""
+    quirks: tuple[str, ...] = ()
+    lines: tuple[str, ...] = ()
+    observations: tuple[Observation, ...] = ()
+    declared: dict[str, Any] = field(default_factory=dict)   # quirk → {reason, source, origin}
+
+    @property
+    def action(self) -> str:
+        return PYTEST_ACTION[self.name]
+
+
+def decide(spec: CheckSpec, finding: BaseException | None, provider: Provider, model: str,
+           observations: tuple[Observation, ...] = ()) -> Outcome:
+    declared = {q: provider.expectation_for(q, model) for q in spec.quirks}
+    declared = {q: e for q, e in declared.items() if e is not None}
+    declared_info = {q: {"reason": e.reason, "source": e.source, "origin": e.origin} for q, e in declared.items()}
+
+    if finding is None:
+        if spec.kind == "info":
+            return Outcome("info", "observed", observations=observations)
+        if declared:
+            names = ", ".join(sorted(declared))
+            return Outcome("stale-expectation",
+                           f"expectation stale: {spec.id} passed; remove {names} from providers.yaml "
+                           f"(provider {provider.name})", tuple(sorted(declared)), declared=declared_info)
+        return Outcome("pass", observations=observations)
+    if isinstance(finding, QuirkFound):
+        head = f"[{finding.quirk}] {spec.rule}: {finding.detail}"
+        if finding.quirk in declared:
+            exp = declared[finding.quirk]
+            return Outcome("expected-quirk", f"{head} (declared: {exp.reason})", (finding.quirk,),
+                           finding.lines, observations, declared_info)
+        also = ""
+        if declared:
+            also = f"; providers.yaml declares {', '.join(sorted(declared))} for this check instead"
+        return Outcome("unexpected-quirk",
+                       f"{head} — not declared for {provider.name}; if this is known, add it under "
+                       f"expectations in providers.yaml with a reason and a source{also}",
+                       (finding.quirk,), finding.lines, observations, declared_info)
+    if isinstance(finding, Violation):
+        return Outcome("violation", f"{finding.rule}: {finding.detail} (no catalogued quirk names this yet)",
+                       (), finding.lines, observations)
+    if isinstance(finding, Blocked):
+        return Outcome("blocked", f"blocked: {finding.detail} (reported by {finding.owner})")
+    if isinstance(finding, NotApplicable):
+        return Outcome("not-applicable", str(finding))
+    if isinstance(finding, Finding):  # pragma: no cover - every subclass is handled above
+        return Outcome("error", f"unhandled finding {type(finding).__name__}: {finding}")
+    return Outcome("error", f"harness error in {spec.id}: {type(finding).__name__}: {finding}")

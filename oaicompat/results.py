@@ -1,0 +1,170 @@
+"""results.json: one record per provider × model × check, plus run metadata. Validated by its schema."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from . import __version__
+from .checks.base import CheckSpec, clip
+from .config import Provider
+from .errors import ResultsError
+from .exchange import Exchange
+from .outcomes import Outcome
+from .paths import SCHEMAS
+from .timing import timing_of
+
+RESULTS_FORMAT = 1
+BODY_HEAD = 500
+
+
+def evidence_level(ex: Exchange) -> str:
+    return {"live": "live", "cassette": "recorded", "imported": "third-party"}[ex.source]
+
+
+def exchange_evidence(ex: Exchange) -> dict[str, Any]:
+    ev: dict[str, Any] = {
+        "level": evidence_level(ex),
+        "request": clip(f"{ex.request.method} {ex.request.path} {ex.request.body.decode('utf-8', 'replace')}", BODY_HEAD),
+        "status": ex.status,
+        "content_type": ex.header("content-type"),
+        "body_head": ex.body[:BODY_HEAD].decode("utf-8", errors="replace"),
+        "failure": f"{ex.failure.kind}: {ex.failure.message}" if ex.failure else None,
+    }
+    for key in ("cassette", "recorded_at", "provenance", "source_repo", "source_path", "source_commit",
+                "license", "imported_file"):
+        if ex.meta.get(key) is not None:
+            ev[key] = ex.meta[key]
+    return ev
+
+
+def make_record(*, test: str, spec: CheckSpec, provider: Provider, model: str, outcome: Outcome,
+                exchanges: list[Exchange]) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "test": test,
+        "check": spec.id,
+        "area": spec.area,
+        "rule": spec.rule,
+        "kind": spec.kind,
+        "title": spec.title,
+        "provider": provider.name,
+        "model": model,
+        "outcome": outcome.name,
+        "quirks": list(outcome.quirks),
+        "message": outcome.message,
+        "lines": list(outcome.lines),
+        "declared": outcome.declared,
+        "observations": [{"key": o.key, "value": o.value} for o in outcome.observations],
+        "evidence": [exchange_evidence(ex) for ex in exchanges],
+    }
+    timed = [ex for ex in exchanges if ex.status == 200 and ex.failure is None]
+    if timed:
+        record["timing"] = {**timing_of(timed[0]).as_dict(), "level": evidence_level(timed[0])}
+    return record
+
+
+@dataclass
+class ResultsLog:
+    mode: str
+    started_at: str = field(default_factory=lambda: _now())
+    providers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    def note_provider(self, provider: Provider, model: str, **state: Any) -> None:
+        entry = self.providers.setdefault(provider.name, {
+            "title": provider.title, "kind": provider.kind, "models": [],
+            "software": dict(provider.software) or None, "docs": provider.docs,
+        })
+        if model not in entry["models"]:
+            entry["models"].append(model)
+        entry.update(state)
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "oaicompat_results": RESULTS_FORMAT,
+            "oaicompat_version": __version__,
+            "mode": self.mode,
+            "started_at": self.started_at,
+            "finished_at": _now(),
+            "providers": self.providers,
+            "records": self.records,
+        }
+
+    def write(self, path: Path) -> None:
+        doc = self.document()
+        validate_results(doc, str(path))
+        write_json_atomic(path, doc)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def write_json_atomic(path: Path, doc: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh, indent=1, ensure_ascii=False)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def results_schema() -> dict[str, Any]:
+    return json.loads((SCHEMAS / "results.schema.json").read_text(encoding="utf-8"))
+
+
+def validate_results(doc: Any, name: str) -> None:
+    errors = list(jsonschema.Draft202012Validator(results_schema()).iter_errors(doc))
+    if errors:
+        e = errors[0]
+        where = "/".join(map(str, e.absolute_path)) or "top level"
+        raise ResultsError(f"{name} does not match fixtures/schemas/results.schema.json at {where}: {e.message}")
+
+
+def load_results(path: Path) -> dict[str, Any]:
+    """Read and validate a results file; a clear ResultsError names the file and the problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ResultsError(f"cannot read {path}: {exc.strerror}") from None
+    if not text.strip():
+        raise ResultsError(f"{path} is empty: run the suite first (pytest --results {path})")
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise ResultsError(f"{path} is not JSON: {exc}") from None
+    if isinstance(doc, dict) and doc.get("oaicompat_results") not in (None, RESULTS_FORMAT):
+        raise ResultsError(f"{path} has results format {doc.get('oaicompat_results')!r}; this oaicompat reads "
+                           f"format {RESULTS_FORMAT}: re-run the suite with this version")
+    validate_results(doc, str(path))
+    return doc
+
+
+def outcome_table(doc: dict[str, Any]) -> dict[tuple[str, str, str], tuple[str, tuple[str, ...]]]:
+    """(provider, model, check) → (outcome, quirks)."""
+    return {(r["provider"], r["model"], r["check"]): (r["outcome"], tuple(r["quirks"])) for r in doc["records"]}
+
+
+def compare_outcomes(recorded: dict[str, Any], live: dict[str, Any]) -> list[str]:
+    """Checks whose outcome or quirks differ between two runs of the same providers (live vs replay).
+    Checks present in only one run are listed too; providers present in only one run are ignored."""
+    a, b = outcome_table(recorded), outcome_table(live)
+    common = {k[0] for k in a} & {k[0] for k in b}
+    lines = []
+    for key in sorted((set(a) | set(b))):
+        if key[0] not in common:
+            continue
+        if a.get(key) != b.get(key):
+            lines.append(f"{key[0]} {key[1]} {key[2]}: recorded {a.get(key, ('absent',))} vs live {b.get(key, ('absent',))}")
+    return lines

@@ -1,0 +1,57 @@
+"""`oaicompat run`: the main job. Replay every recorded provider offline, run the checks over imported
+third-party recordings, and render the published report from both.
+
+    oaicompat run                      # offline: cassettes + imported evidence → results → reports/
+    oaicompat run --provider llama-server --live -- -x   # anything after -- goes to pytest
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from .paths import IMPORTED, PROJECT_ROOT, REPORTS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="oaicompat run", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--provider", action="append", default=[], help="as pytest --provider (default: all recorded)")
+    p.add_argument("--live", action="store_true", help="talk to the providers instead of replaying")
+    p.add_argument("--record-mode", default=None, help="as pytest --record-mode")
+    p.add_argument("--results", default=str(REPORTS / "data" / "results.json"))
+    p.add_argument("--evidence-results", default=str(REPORTS / "data" / "results-imported.json"))
+    p.add_argument("--output", "-o", default=str(REPORTS), help="report folder")
+    p.add_argument("--no-report", action="store_true")
+    p.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    cmd = [sys.executable, "-m", "pytest", str(PROJECT_ROOT / "suites"), "-p", "no:cacheprovider",
+           "--results", args.results, *[f"--provider={p}" for p in args.provider]]
+    if args.live:
+        cmd.append("--live")
+    if args.record_mode:
+        cmd.append(f"--record-mode={args.record_mode}")
+    cmd += args.pytest_args
+    print("+", " ".join(cmd), file=sys.stderr)
+    rc = subprocess.call(cmd, cwd=PROJECT_ROOT)
+    if rc == 5:
+        print("oaicompat run: pytest ran no test", file=sys.stderr)
+    results = [args.results]
+    if any(IMPORTED.glob("*/*/PROVENANCE.yaml")):
+        erc = subprocess.call([sys.executable, "-m", "oaicompat.cli", "evidence", "-o", args.evidence_results],
+                              cwd=PROJECT_ROOT)
+        if erc == 0:
+            results.append(args.evidence_results)
+        rc = rc or erc
+    if not args.no_report and Path(args.results).exists():
+        rrc = subprocess.call([sys.executable, "-m", "oaicompat.cli", "report", *results,
+                               "--providers", str(PROJECT_ROOT / "providers.yaml"), "-o", args.output],
+                              cwd=PROJECT_ROOT)
+        rc = rc or rrc
+    return rc

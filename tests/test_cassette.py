@@ -1,0 +1,82 @@
+import pytest
+
+from oaicompat.cassette import Cassette, canonical_body, exchange_to_interaction, interaction_to_exchange
+from oaicompat.errors import CassetteError
+from oaicompat.exchange import Chunk, Exchange, Request, TransportFailure
+from oaicompat.scrub import Scrubber
+
+
+def make(chunks, failure=None, status=200):
+    req = Request("POST", "http://h/v1/chat/completions", "/chat/completions",
+                  (("Authorization", "[REDACTED]"),), b'{"model":"m","stream":true}')
+    return Exchange(req, status, (("content-type", "text/event-stream"),),
+                    tuple(Chunk(0.1 * i, c) for i, c in enumerate(chunks)), failure=failure, elapsed=0.5)
+
+
+@pytest.mark.parametrize("chunks", [
+    [b"data: {\"a\":1}\n\n", b"data: [DONE]\n\n"],
+    [b"data: {\"a\":1}\r\n\r\n", b"data: [DONE]\r\r"],                # CRLF and CR survive
+    [b"  leading spaces\n", b"tab\there\n", b"trailing space \n\n"],
+    [b"\xef\xbb\xbfdata: bom\n\n"],
+    [b"\xff\xfe not utf-8 \x80"],                                         # base64 fallback
+    [b"unicode \xe2\x80\xa8 line separator \xc2\x85 next line\n"],
+    [b"no newline at all"],
+    [b""],
+])
+def test_round_trip_is_byte_exact(tmp_path, chunks):
+    ex = make(chunks)
+    path = tmp_path / "c.yaml"
+    Cassette(path, {"provider": "p"}, [exchange_to_interaction(ex)]).save(Scrubber())
+    back = Cassette.load(path).exchanges()[0]
+    assert [c.data for c in back.chunks] == chunks
+    assert back.request.body == ex.request.body
+    assert [round(c.t, 6) for c in back.chunks] == [round(c.t, 6) for c in ex.chunks]
+
+
+def test_failure_and_attempts_round_trip(tmp_path):
+    ex = make([b"data: x\n\n"], failure=TransportFailure("protocol", "peer closed", 9))
+    path = tmp_path / "c.yaml"
+    Cassette(path, {}, [exchange_to_interaction(ex)]).save(Scrubber())
+    back = Cassette.load(path).exchanges()[0]
+    assert back.failure == ex.failure
+
+
+def test_sse_bodies_are_readable_literal_blocks(tmp_path):
+    path = tmp_path / "c.yaml"
+    Cassette(path, {}, [exchange_to_interaction(make([b'data: {"a":1}\n\n']))]).save(Scrubber())
+    assert "text: |" in path.read_text()
+
+
+def test_canonical_body_ignores_key_order():
+    assert canonical_body(b'{"a":1,"b":[1,2]}') == canonical_body(b'{ "b": [1, 2], "a": 1 }')
+    assert canonical_body(b'{"a":') != canonical_body(b'{"a":1}')
+
+
+@pytest.mark.parametrize("text, message", [
+    ("oaicompat_cassette: 1\ninteractions:\n- request: {method: POST\n", "not valid YAML"),
+    ("just: a mapping\n", "not an oaicompat cassette"),
+    ("oaicompat_cassette: 1\ninteractions:\n- {request: {}, response: {}}\n", "interaction 0"),
+    ("", "not an oaicompat cassette"),
+])
+def test_corrupt_cassettes_give_one_clear_error(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(CassetteError, match=message):
+        Cassette.load(path)
+
+
+def test_write_is_atomic_and_leaves_no_temp(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("old content")
+    Cassette(path, {}, [exchange_to_interaction(make([b"x"]))]).save(Scrubber())
+    assert [p.name for p in tmp_path.iterdir()] == ["c.yaml"]
+    assert interaction_to_exchange(Cassette.load(path).interactions[0]).body == b"x"
+
+
+def test_scrubber_applies_to_written_text(tmp_path):
+    ex = make([b'data: {"echo":"sk-planted-secret-123456"}\n\n'])
+    path = tmp_path / "c.yaml"
+    Cassette(path, {}, [exchange_to_interaction(ex)]).save(
+        Scrubber.from_env(["K"], {"K": "sk-planted-secret-123456"}))
+    assert "sk-planted-secret-123456" not in path.read_text()
+    assert "[REDACTED:K]" in path.read_text()

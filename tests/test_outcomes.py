@@ -1,0 +1,61 @@
+from pathlib import Path
+
+from oaicompat.checks import chat
+from oaicompat.checks.base import Blocked, QuirkFound, Violation, spec_of
+from oaicompat.config import parse_providers
+from oaicompat.outcomes import decide
+
+SPEC = spec_of(chat.object_is_chat_completion)
+
+
+def provider(expectations=None):
+    entry = {"kind": "hosted", "title": "P", "base_url": "https://p.invalid/v1", "model": "m", "models": ["m2"]}
+    if expectations:
+        entry["expectations"] = expectations
+    return parse_providers({"version": 1, "providers": {"p": entry}}, Path("p.yaml"), {}).get("p")
+
+
+def test_pass_and_stale():
+    assert decide(SPEC, None, provider(), "m").name == "pass"
+    stale = decide(SPEC, None, provider({"chat.object-wrong": {"reason": "r", "source": "s"}}), "m")
+    assert stale.name == "stale-expectation" and stale.action == "fail"
+    assert "remove chat.object-wrong from providers.yaml" in stale.message
+
+
+def test_expected_and_unexpected_quirk():
+    found = QuirkFound("chat.object-wrong", "object is 'x'")
+    assert decide(SPEC, found, provider(), "m").name == "unexpected-quirk"
+    exp = decide(SPEC, found, provider({"chat.object-wrong": {"reason": "r", "source": "s"}}), "m")
+    assert exp.name == "expected-quirk" and exp.action == "xfail" and exp.quirks == ("chat.object-wrong",)
+
+
+def test_expectation_restricted_to_models():
+    p = provider({"chat.object-wrong": {"reason": "r", "source": "s", "models": ["m2"]}})
+    found = QuirkFound("chat.object-wrong", "x")
+    assert decide(SPEC, found, p, "m").name == "unexpected-quirk"
+    assert decide(SPEC, found, p, "m2").name == "expected-quirk"
+    assert decide(SPEC, None, p, "m").name == "pass"
+
+
+def test_blocked_violation_and_harness_error():
+    assert decide(SPEC, Blocked("rejected", "chat.status"), provider(), "m").action == "skip"
+    assert decide(SPEC, Violation("RESP-2", "odd"), provider(), "m").name == "violation"
+    err = decide(SPEC, KeyError("boom"), provider(), "m")
+    assert err.name == "error" and "harness error" in err.message
+
+
+def test_check_raising_undeclared_quirk_is_a_harness_error():
+    import pytest
+    from tests.exchanges import json_exchange
+
+    from oaicompat.checks.base import check
+
+    @check("selftest.bad", rule="RESP-2", probes=["chat.basic"], quirks=["selftest.declared"])
+    def bad(ex):
+        raise QuirkFound("selftest.other", "nope")
+    try:
+        with pytest.raises(RuntimeError, match="does not declare"):
+            spec_of(bad).run(json_exchange({}))
+    finally:
+        from oaicompat.checks.base import CHECKS
+        CHECKS.pop("selftest.bad")
