@@ -33,7 +33,7 @@ def sse_exchange(events: list[Any] | bytes, *, req: Any = None, done: bool = Tru
             raw += b"data: [DONE]\n\n"
     req_body = req if req is not None else {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
     if split:
-        chunks = tuple(Chunk(0.01 * (i + 1), raw[i:i + split]) for i in range(0, len(raw), split))
+        chunks = tuple(Chunk(0.01 * (n + 1), raw[i:i + split]) for n, i in enumerate(range(0, len(raw), split)))
     else:
         chunks = (Chunk(0.01, raw),) if raw else ()
     return Exchange(request=request(req_body), status=status, headers=(("content-type", content_type),),

@@ -14,6 +14,7 @@ quirk) live in providers.yaml, never here.
 from __future__ import annotations
 
 import json
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
@@ -246,4 +247,7 @@ def first_choice(body: Mapping[str, Any], owner: str, ex: Exchange) -> dict[str,
 
 
 def compact(value: Any) -> str:
-    return clip(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+    try:
+        return clip(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+    except (ValueError, TypeError, RecursionError):
+        return clip(reprlib.repr(value))
