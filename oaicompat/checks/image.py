@@ -1,0 +1,294 @@
+"""Multimodal input: `image_url` content parts (openai-wire.md §1.2, MSG-2, MSG-PART-1/2).
+
+Two groups of checks:
+- how *any* server treats an image part, vision or not (no `needs`): a server that cannot read images must
+  refuse them with a 4xx and the error envelope; a 5xx is a named quirk, and a 200 that silently drops the
+  image is proven by comparing `usage.prompt_tokens` with and without it, never guessed;
+- what a vision server accepts (`needs=("vision",)`): a data-URI PNG, an http(s) URL, `detail`, and a
+  capability result (does the reply name the image's colour).
+
+The test image is fixtures/inputs/red-64x64.png (written by fixtures/inputs/make_images.py): a 64×64 solid
+red square, read and base64-encoded when the probe is built.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from functools import lru_cache
+from typing import Any
+
+from ..exchange import Exchange, Request
+from ..paths import FIXTURES
+from ..transport import RequestSpec
+from .base import (Blocked, Observation, ProbeContext, QuirkFound, Violation, check, clip, compact, evidence,
+                   first_choice, probe, require_success)
+from .streamview import StreamView, stream_view
+
+TEST_IMAGE = FIXTURES / "inputs" / "red-64x64.png"
+#: A stable public PNG (Wikimedia Commons' PNG transparency demonstration: two dice). It is only sent to
+#: the provider; a server without network access fails to fetch it, which is a finding about the server.
+HTTP_IMAGE_URL = "https://upload.wikimedia.org/wikipedia/commons/4/47/PNG_transparency_demonstration_1.png"
+
+COLOUR_QUESTION = "What colour is this image? Answer with one word."
+EXPECTED_COLOUR = re.compile(r"\bred\b", re.IGNORECASE)
+UNKNOWN_PART_TYPE = "oaicompat_unknown_part"
+
+STATUS_OWNER = "chat.status"
+USAGE_OWNER = "chat.usage"
+DATA_URL_OWNER = "image.data-url"
+CONTENT_PARTS_OWNER = "chat.content-parts"     # owns "content as a list of parts is refused"
+
+
+@lru_cache(maxsize=4)
+def image_data_uri(path: str = str(TEST_IMAGE)) -> str:
+    """`data:image/png;base64,…` of the committed test PNG (read when a probe is built)."""
+    with open(path, "rb") as fh:
+        return "data:image/png;base64," + base64.b64encode(fh.read()).decode("ascii")
+
+
+def _image_message(url: str, *, detail: str | None = None, text: str = COLOUR_QUESTION) -> list[dict[str, Any]]:
+    image: dict[str, Any] = {"url": url}
+    if detail is not None:
+        image["detail"] = detail
+    return [{"role": "user", "content": [{"type": "text", "text": text},
+                                         {"type": "image_url", "image_url": image}]}]
+
+
+# -- probes ---------------------------------------------------------------------------------------
+
+@probe("image.text-only")
+def text_only(ctx: ProbeContext) -> RequestSpec:
+    """The image probes' text part alone, as a one-part content array: the prompt_tokens baseline."""
+    return RequestSpec(json=ctx.chat([{"role": "user", "content": [{"type": "text", "text": COLOUR_QUESTION}]}],
+                                     max_tokens=8, temperature=0))
+
+
+@probe("image.data-url")
+def data_url(ctx: ProbeContext) -> RequestSpec:
+    """The colour question plus the 64×64 red test PNG as a base64 data URI."""
+    return RequestSpec(json=ctx.chat(_image_message(image_data_uri()), max_tokens=8, temperature=0))
+
+
+@probe("image.http-url")
+def http_url(ctx: ProbeContext) -> RequestSpec:
+    """The same question with an https URL of a public PNG instead of a data URI."""
+    return RequestSpec(json=ctx.chat(_image_message(HTTP_IMAGE_URL, text="Describe this image in three words."),
+                                     max_tokens=8, temperature=0))
+
+
+@probe("image.detail")
+def detail_low(ctx: ProbeContext) -> RequestSpec:
+    """The data-URI image with `image_url.detail: "low"`."""
+    return RequestSpec(json=ctx.chat(_image_message(image_data_uri(), detail="low"), max_tokens=8, temperature=0))
+
+
+@probe("image.unknown-part")
+def unknown_part(ctx: ProbeContext) -> RequestSpec:
+    """A text part plus a content part whose `type` no OpenAI schema defines."""
+    messages = [{"role": "user", "content": [
+        {"type": "text", "text": "Say hello."},
+        {"type": UNKNOWN_PART_TYPE, UNKNOWN_PART_TYPE: {"data": "aGVsbG8="}},
+    ]}]
+    return RequestSpec(json=ctx.chat(messages, max_tokens=8, temperature=0))
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+def has_image_part(req: Request) -> bool:
+    messages = req.field("messages")
+    if not isinstance(messages, list):
+        return False
+    for msg in messages:
+        content = msg.get("content") if isinstance(msg, dict) else None
+        if isinstance(content, list) and any(isinstance(p, dict) and p.get("type") == "image_url" for p in content):
+            return True
+    return False
+
+
+def accepted(ex: Exchange) -> bool:
+    return ex.status is not None and 200 <= ex.status < 300
+
+
+def outcome(ex: Exchange) -> str:
+    """'HTTP 400' or 'no response (reset: …)', for messages."""
+    if ex.status is not None:
+        return f"HTTP {ex.status}"
+    return f"no response ({ex.failure.kind}: {ex.failure.message})" if ex.failure else "no response"
+
+
+def error_envelope_problem(ex: Exchange) -> str | None:
+    """Why the body is not the OpenAI error envelope, or None when it is.
+
+    The envelope here is what a client needs to report the error: a JSON object whose `error` is an object
+    with a non-empty string `message` and a string `type` (ERR-1). Whether `param` and `code` have the
+    exact types ERR-1 demands is the errors area's concern, checked on its own probes.
+    """
+    if not ex.body:
+        return "the body is empty"
+    try:
+        body = ex.json
+    except (ValueError, RecursionError):
+        return f"the body is not JSON: {clip(ex.text, 120)!r}"
+    if not isinstance(body, dict):
+        return f"the body is JSON {type(body).__name__}, not an object"
+    err = body.get("error")
+    if not isinstance(err, dict):
+        return f"`error` is {compact(err)}, not an object (top-level keys {sorted(body)[:10]})"
+    message = err.get("message")
+    if not isinstance(message, str) or not message.strip():
+        return f"error.message is {compact(message)}, not a non-empty string"
+    if not isinstance(err.get("type"), str):
+        return f"error.type is {compact(err.get('type'))}, not a string"
+    return None
+
+
+def success_body(ex: Exchange, owner: str) -> dict[str, Any]:
+    """`require_success`, except that JSON nested too deep for the parser is Blocked as well, not a crash
+    (base.response_json catches ValueError only). Shared with the context and reasoning checks."""
+    try:
+        return require_success(ex, owner)
+    except RecursionError:
+        raise Blocked(f"HTTP {ex.status} body is JSON nested too deep to parse", owner, ex) from None
+
+
+def parsed_stream(ex: Exchange, owner: str) -> StreamView:
+    """`stream_view`, with JSON nested too deep for the parser Blocked (streamview catches ValueError only)."""
+    try:
+        return stream_view(ex)
+    except RecursionError:
+        raise Blocked("an SSE event holds JSON nested too deep to parse", owner, ex) from None
+
+
+def _prompt_tokens(ex: Exchange, body: dict[str, Any]) -> int:
+    usage = body.get("usage")
+    value = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise Blocked(f"the reply has no integer usage.prompt_tokens (usage is {compact(usage)})", USAGE_OWNER, ex)
+    return value
+
+
+# -- how any server treats an image part ----------------------------------------------------------
+
+@check("image.rejection-status", rule="MSG-PART-2", probes=["image.data-url"], quirks=["image.unsupported-5xx"],
+       applies=has_image_part)
+def image_refused_with_4xx(ex: Exchange) -> None:
+    """An image part the server cannot handle is refused with a 4xx, not a 5xx."""
+    if ex.status is None:
+        raise Violation("MSG-PART-2", f"a request with an image part got {outcome(ex)}", ex, evidence(ex))
+    if ex.status >= 500:
+        raise QuirkFound("image.unsupported-5xx",
+                         f"a request with an image part was answered HTTP {ex.status} (a server error) instead "
+                         f"of a 4xx refusal or a 200", ex, evidence(ex))
+
+
+@check("image.rejection-envelope", rule="ERR-1", probes=["image.data-url"],
+       quirks=["image.rejection-not-enveloped"], applies=has_image_part)
+def image_refusal_has_envelope(ex: Exchange) -> None:
+    """A refused image part is answered with the OpenAI error envelope (passes when the image is accepted)."""
+    if ex.status is None:
+        raise Blocked(f"the image request got {outcome(ex)}", "image.rejection-status", ex)
+    if accepted(ex):
+        return
+    problem = error_envelope_problem(ex)
+    if problem is not None:
+        raise QuirkFound("image.rejection-not-enveloped",
+                         f"the HTTP {ex.status} refusal of an image part is not an error envelope: {problem}",
+                         ex, evidence(ex))
+
+
+@check("image.not-dropped", rule="MSG-PART-2", probes=["image.text-only", "image.data-url"],
+       quirks=["image.silently-dropped"])
+def image_not_silently_dropped(text_ex: Exchange, image_ex: Exchange) -> list[Observation]:
+    """An accepted image part is read: prompt_tokens with the image exceed prompt_tokens without it."""
+    if not accepted(image_ex):
+        return []   # refused, so not silently dropped (image.rejection-status judges how it was refused)
+    image_body = success_body(image_ex, STATUS_OWNER)
+    text_body = success_body(text_ex, CONTENT_PARTS_OWNER)
+    with_image, without = _prompt_tokens(image_ex, image_body), _prompt_tokens(text_ex, text_body)
+    if with_image <= without:
+        raise QuirkFound(
+            "image.silently-dropped",
+            f"the image request was answered 200 with prompt_tokens {with_image}, the same request without "
+            f"the image with {without}: the image was not part of the prompt",
+            image_ex,
+            [*evidence(image_ex, f"< \"usage\": {compact(image_body.get('usage'))}"),
+             f"  same text without the image: prompt_tokens {without} ({compact(text_body.get('usage'))})"],
+        )
+    return [Observation("image.prompt-tokens", {"with_image": with_image, "without_image": without})]
+
+
+@check("image.unknown-part-type", rule="MSG-PART-1", probes=["image.unknown-part"],
+       quirks=["image.unknown-part-accepted", "image.unknown-part-5xx"])
+def unknown_part_type_rejected(ex: Exchange) -> None:
+    """A content part with an unknown `type` is refused with a 4xx."""
+    if ex.status is None:
+        raise Violation("MSG-PART-1", f"a request with an unknown content part type got {outcome(ex)}", ex,
+                        evidence(ex))
+    if accepted(ex):
+        raise QuirkFound("image.unknown-part-accepted",
+                         f"a content part of type {UNKNOWN_PART_TYPE!r} was accepted with HTTP {ex.status}",
+                         ex, evidence(ex))
+    if ex.status >= 500:
+        raise QuirkFound("image.unknown-part-5xx",
+                         f"a content part of type {UNKNOWN_PART_TYPE!r} was answered HTTP {ex.status} "
+                         f"(a server error) instead of a 4xx", ex, evidence(ex))
+
+
+# -- what a vision server accepts ------------------------------------------------------------------
+
+@check("image.data-url", rule="MSG-2", probes=["image.data-url", "image.http-url"],
+       quirks=["image.unsupported", "image.data-url-rejected"], needs=("vision",))
+def data_url_accepted(data_ex: Exchange, http_ex: Exchange) -> None:
+    """A vision model accepts an image given as a base64 `data:` URI."""
+    if accepted(data_ex):
+        return
+    if accepted(http_ex):
+        raise QuirkFound("image.data-url-rejected",
+                         f"the data-URI image got {outcome(data_ex)} while the https URL was accepted "
+                         f"(HTTP {http_ex.status})", data_ex, evidence(data_ex))
+    raise QuirkFound("image.unsupported",
+                     f"a provider declared vision-capable refused both image forms: data URI {outcome(data_ex)}, "
+                     f"https URL {outcome(http_ex)}", data_ex, evidence(data_ex))
+
+
+@check("image.http-url", rule="MSG-2", probes=["image.http-url", "image.data-url"],
+       quirks=["image.http-url-rejected"], needs=("vision",))
+def http_url_accepted(http_ex: Exchange, data_ex: Exchange) -> None:
+    """A vision model accepts an image given as an https URL (the server fetches it)."""
+    if accepted(http_ex):
+        return
+    if not accepted(data_ex):
+        raise Blocked(f"images are refused altogether (data URI: {outcome(data_ex)})", DATA_URL_OWNER, http_ex)
+    raise QuirkFound("image.http-url-rejected",
+                     f"the https image URL got {outcome(http_ex)} while the same request with a data URI was "
+                     f"accepted (a server without network access cannot fetch it)", http_ex, evidence(http_ex))
+
+
+@check("image.detail", rule="MSG-2", probes=["image.detail", "image.data-url"],
+       quirks=["image.detail-rejected"], needs=("vision",))
+def detail_accepted(detail_ex: Exchange, data_ex: Exchange) -> None:
+    """`image_url.detail` ("low") is accepted wherever the same image without it is."""
+    if accepted(detail_ex):
+        return
+    if not accepted(data_ex):
+        raise Blocked(f"images are refused altogether (data URI: {outcome(data_ex)})", DATA_URL_OWNER, detail_ex)
+    raise QuirkFound("image.detail-rejected",
+                     f"the image with detail \"low\" got {outcome(detail_ex)}; without `detail` it was accepted",
+                     detail_ex, evidence(detail_ex))
+
+
+@check("image.seen", rule="MSG-2", probes=["image.data-url"], quirks=["image.content-not-seen"],
+       kind="capability", needs=("vision",))
+def model_names_the_colour(ex: Exchange) -> None:
+    """The model sees the test image: asked its colour, the reply says red."""
+    if not accepted(ex):
+        raise Blocked(f"the image request got {outcome(ex)}", DATA_URL_OWNER, ex)
+    message = first_choice(success_body(ex, DATA_URL_OWNER), STATUS_OWNER, ex).get("message")
+    content = message.get("content") if isinstance(message, dict) else None
+    if not isinstance(content, str):
+        raise Blocked(f"the reply's content is {compact(content)}, not a string", "chat.content", ex)
+    if not EXPECTED_COLOUR.search(content):
+        raise QuirkFound("image.content-not-seen",
+                         f"asked the colour of a solid red square, the model answered {clip(content, 120)!r}",
+                         ex, evidence(ex, f"< \"content\": {compact(content)}"))
