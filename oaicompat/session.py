@@ -42,10 +42,13 @@ def cassette_path(root: Path, provider: Provider, model: str, module: str, test:
 @dataclass
 class LiveMemo:
     """Identical live requests within one pytest session are sent once (probes marked fresh excepted)."""
-    store: dict[tuple[str, str, tuple[str, str, str]], Exchange] = field(default_factory=dict)
+    store: dict[tuple[object, ...], Exchange] = field(default_factory=dict)
 
-    def key(self, provider: str, model: str, ex_or_spec: tuple[str, str, bytes]) -> tuple[str, str, tuple[str, str, str]]:
-        return (provider, model, request_key(*ex_or_spec))
+    @staticmethod
+    def key(provider: str, model: str, spec: RequestSpec) -> tuple[object, ...]:
+        """Everything that changes what is sent: the request line, the body, the credentials, extra headers."""
+        return (provider, model, request_key(spec.method, spec.path, spec.body_bytes()), spec.auth,
+                tuple(sorted(spec.headers.items())), spec.base_url)
 
 
 class ProbeSession:
@@ -110,8 +113,8 @@ class ProbeSession:
             self.mode in ("none", "once") or self.replayer.has(spec.method, spec.path, body))
         if replay or self.replay_only:
             return await self._replay(spec)
-        key = self.memo.key(self.provider.name, self.model, (spec.method, spec.path, body))
-        if not fresh and spec.base_url is None and key in self.memo.store:
+        key = self.memo.key(self.provider.name, self.model, spec)
+        if not fresh and key in self.memo.store:
             ex = self.memo.store[key]
         else:
             transport = Transport(self.provider, self._client, api_key=self.api_key, scrubber=self.scrubber)
