@@ -1,0 +1,616 @@
+"""oaicompat.imported: readers, the import (scrubbing, provenance, licence, atomicity), and the evidence rules.
+
+Recordings here are hand-built test inputs in the formats other projects commit (vcrpy, Ruby VCR, httprr);
+the source repository is a throw-away git repository made in tmp_path.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import re
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from oaicompat.checks.base import PROBES, CheckSpec, Probe, QuirkFound
+from oaicompat.config import Expectation, ProvidersConfig
+from oaicompat.exchange import Chunk, Exchange, Request
+from oaicompat.imported import cli as icli
+from oaicompat.imported import evidence as ev
+from oaicompat.imported.formats import (
+    MAX_BODY_BYTES,
+    RecordingError,
+    load_yaml,
+    read_recording,
+)
+from oaicompat.imported.store import (
+    PROFILES,
+    StoredInteraction,
+    body_bytes,
+    detect_spdx,
+    profile_for,
+    redact_text,
+)
+from oaicompat.imported.vendors import relative_path, sniff_vendor, vendor_for_url
+from oaicompat.paths import IMPORTED
+from oaicompat.transport import RequestSpec
+
+MIT = """MIT License
+
+Copyright (c) 2025 Somebody
+
+Permission is hereby granted, free of charge, to any person obtaining a copy of this software and associated
+documentation files (the "Software"), to deal in the Software without restriction, including without limitation
+the rights to use, copy, modify, merge, publish, distribute, sublicense, and/or sell copies of the Software.
+"""
+APACHE = "                                 Apache License\n                           Version 2.0, January 2004\n"
+GPL = "GNU GENERAL PUBLIC LICENSE\nVersion 3, 29 June 2007\nEveryone is permitted to copy and distribute verbatim"
+
+CHAT_OK = {"id": "chatcmpl-1", "object": "chat.completion", "created": 1_726_012_687, "model": "m",
+           "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi", "refusal": None},
+                        "logprobs": None, "finish_reason": "stop"}],
+           "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}}
+
+
+# -- building recordings ---------------------------------------------------------------------------------
+
+def vcrpy_doc(*interactions: dict[str, Any]) -> str:
+    return yaml.safe_dump({"interactions": list(interactions), "version": 1}, sort_keys=False)
+
+
+def vcrpy_interaction(req: Any, resp: Any, *, uri: str = "https://api.groq.com/openai/v1/chat/completions",
+                      status: int = 200, req_headers: dict[str, list[str]] | None = None,
+                      resp_headers: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    body = resp if isinstance(resp, (str, bytes)) else json.dumps(resp)
+    return {
+        "request": {"body": req if isinstance(req, str) else json.dumps(req),
+                    "headers": req_headers or {"Content-Type": ["application/json"]}, "method": "POST", "uri": uri},
+        "response": {"body": {"string": body}, "headers": resp_headers or {"Content-Type": ["application/json"]},
+                     "status": {"code": status, "message": "OK"}},
+    }
+
+
+def ruby_doc(body_bytes_: bytes, *, uri: str = "https://api.perplexity.ai/chat/completions", status: int = 200,
+             req: str = '{"model":"sonar","messages":[{"role":"user","content":"Hi"}],"stream":true}',
+             content_type: str = "text/event-stream") -> str:
+    b64 = base64.b64encode(body_bytes_).decode()
+    return (
+        "---\nhttp_interactions:\n- request:\n    method: post\n    uri: " + uri + "\n"
+        "    body:\n      encoding: UTF-8\n      string: '" + req.replace("'", "''") + "'\n"
+        "    headers:\n      Authorization:\n      - Bearer <AUTH_TOKEN>\n"
+        "  response:\n    status:\n      code: " + str(status) + "\n      message: OK\n"
+        "    headers:\n      Content-Type:\n      - " + content_type + "\n      X-Ppl-Region:\n      - us-east-1\n"
+        "    body:\n      encoding: ASCII-8BIT\n      string: !binary |-\n        " + b64 + "\n"
+        "  recorded_at: Mon, 08 Jun 2026 18:46:08 GMT\nrecorded_with: VCR 6.4.0\n")
+
+
+def git(repo: Path, *args: str) -> str:
+    out = subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.invalid",
+                          *args], check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+@pytest.fixture
+def source_repo(tmp_path: Path):
+    """A throw-away source repository: write files with add(), then commit() gives the sha."""
+    repo = tmp_path / "src"
+    repo.mkdir()
+    git(repo, "init", "-q")
+
+    class Repo:
+        path = repo
+
+        def add(self, rel: str, data: str | bytes) -> Path:
+            p = repo / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(data.encode() if isinstance(data, str) else data)
+            return p
+
+        def commit(self) -> str:
+            git(repo, "add", "-A")
+            git(repo, "commit", "-q", "-m", "c")
+            return git(repo, "rev-parse", "HEAD")
+
+    r = Repo()
+    r.add("LICENSE", MIT)
+    return r
+
+
+def run_import(paths: list[Path], sha: str, out: Path, *extra: str, repo: str = "someone/project",
+               license: str = "MIT") -> int:
+    return icli.import_main([*map(str, paths), "--source", f"{repo}@{sha}", "--license", license,
+                             "--out", str(out), *extra])
+
+
+def written(out: Path) -> list[Path]:
+    return sorted(p for p in out.rglob("*") if p.is_file())
+
+
+# -- readers ------------------------------------------------------------------------------------------------------
+
+def test_vcrpy_string_gzip_and_parsed_bodies():
+    gz = gzip.compress(json.dumps(CHAT_OK).encode())
+    doc = {"interactions": [
+        vcrpy_interaction({"model": "m", "messages": []}, json.dumps(CHAT_OK)),
+        vcrpy_interaction({"model": "m"}, gz, resp_headers={"Content-Encoding": ["gzip"]}),
+        {"request": {"method": "POST", "uri": "https://api.z.ai/api/paas/v4/chat/completions", "headers": {},
+                     "parsed_body": {"model": "glm"}},
+         "response": {"status": {"code": 200}, "headers": {"content-type": ["application/json"]},
+                      "parsed_body": {"b": 1, "a": 2}}},
+    ]}
+    rec = read_recording("x.yaml", yaml.safe_dump(doc).encode())
+    assert rec.format == "vcrpy"
+    a, b, c = rec.interactions
+    assert a.response_body.form == "string" and json.loads(a.response_body.data) == CHAT_OK
+    assert b.response_body.form == "gzip" and json.loads(b.response_body.data) == CHAT_OK
+    assert c.response_body.is_parsed and c.response_body.parsed == {"b": 1, "a": 2}
+
+
+def test_ruby_binary_body_keeps_exact_bytes_including_crlf():
+    raw = b'data: {"id":"x","choices":[]}\r\n\r\ndata: {"id":"x"}\r\n\r\n'
+    rec = read_recording("c.yml", ruby_doc(raw).encode())
+    (it,) = rec.interactions
+    assert rec.format == "ruby-vcr" and it.response_body.form == "binary"
+    assert it.response_body.data == raw
+    assert it.recorded_at == "2026-06-08T18:46:08Z"
+
+
+def test_yaml_gz_and_httprr(tmp_path: Path):
+    doc = vcrpy_doc(vcrpy_interaction({"model": "m"}, CHAT_OK))
+    rec = read_recording("c.yaml.gz", gzip.compress(doc.encode()))
+    assert rec.compressed and rec.interactions[0].status == 200
+    req = (b"POST https://openrouter.ai/api/v1/chat/completions HTTP/1.1\r\nHost: openrouter.ai\r\n"
+           b"Content-Length: 2\r\n\r\n{}")
+    body = b"data: {}\n\n"
+    resp = (b"HTTP/2.0 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + f"{len(body):x}".encode() + b"\r\n" + body + b"\r\n0\r\n\r\n")
+    trace = b"httprr trace v1\n" + f"{len(req)} {len(resp)}\n".encode() + req + resp
+    (it,) = read_recording("t.httprr", trace).interactions
+    assert it.url == "https://openrouter.ai/api/v1/chat/completions" and it.response_body.data == body
+    with pytest.raises(RecordingError, match="truncated"):
+        read_recording("t.httprr", trace[:-10])
+
+
+@pytest.mark.parametrize("text, message", [
+    (("a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+     "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+     "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]\n"
+     "g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]\nh: [*g, *g, *g, *g, *g, *g, *g, *g, *g]\n"), "YAML bomb"),
+    ("a: &a [1, *a]\n", "cyclic"),
+    ("interactions:\n- request: {method: POST, uri: 'https://api.groq.com/x', body: 'abc\n", "not valid YAML"),
+])
+def test_yaml_guard(text: str, message: str):
+    with pytest.raises(RecordingError, match=message):
+        load_yaml(text)
+
+
+def test_malformed_non_utf8_and_oversize_recordings():
+    with pytest.raises(RecordingError, match="not UTF-8"):
+        read_recording("x.yaml", b"interactions: []\n\xff\xfe")
+    with pytest.raises(RecordingError, match="needs a 'request' and a 'response'"):
+        read_recording("x.yaml", b"interactions:\n- request: {method: POST, uri: 'https://api.x.ai/v1'}\n")
+    with pytest.raises(RecordingError, match="not a recording"):
+        read_recording("x.yaml", b"just: a mapping\n")
+    huge = ("interactions:\n- request: {method: POST, uri: 'https://api.groq.com/openai/v1/chat/completions'}\n"
+            "  response:\n    status: {code: 200}\n    body: {string: '" + "x" * (MAX_BODY_BYTES + 1) + "'}\n")
+    with pytest.raises(RecordingError, match="over the 8,388,608-byte cap"):
+        read_recording("x.yaml", huge.encode())
+    bomb = gzip.compress(b"\0" * (MAX_BODY_BYTES + 10))
+    with pytest.raises(RecordingError, match="more than"):
+        read_recording("x.yaml", vcrpy_doc(vcrpy_interaction({"model": "m"}, bomb,
+                                                             resp_headers={"Content-Encoding": ["gzip"]})).encode())
+
+
+# -- vendors, licences, scrubbing ----------------------------------------------------------------------------
+
+def test_vendor_hosts_and_paths():
+    assert vendor_for_url("https://api.groq.com/openai/v1/chat/completions") == "groq"
+    assert vendor_for_url("https://api.z.ai/api/paas/v4/chat/completions") == "zai"
+    assert vendor_for_url("https://dashscope.aliyuncs.com/compatible-mode/v1/chat/completions") == "qwen-cn"
+    assert vendor_for_url("http://localhost:11434/v1/chat/completions") is None
+    assert relative_path("https://api.groq.com/openai/v1/chat/completions") == "/chat/completions"
+    assert relative_path("https://api.deepseek.com/beta/chat/completions") == "/chat/completions"
+    assert relative_path("https://api.perplexity.ai/chat/completions") == "/chat/completions"
+    body = '{"id":"gen-1754667632-NNYO7FUAFP6cwNW8jL7x","provider":"Novita"}'
+    assert sniff_vendor("openai", body)[0] == "openrouter"
+    assert sniff_vendor("openai", '{"id":"chatcmpl-1"}') == ("openai", None)
+
+
+def test_detect_spdx():
+    assert detect_spdx(MIT) == "MIT"
+    assert detect_spdx(APACHE) == "Apache-2.0"
+    assert detect_spdx("Redistribution and use in source and binary forms ... Neither the name of") == "BSD-3-Clause"
+    assert detect_spdx("Redistribution and use in source and binary forms, with or without") == "BSD-2-Clause"
+    assert detect_spdx(GPL) is None
+
+
+def test_redact_text_more_key_shapes():
+    for key in ("sk-proj-abcdefghijklmnopqrstuvwx", "pplx-abcdefghijklmnopqrstuvwx", "csk-abcdefghijklmnopqrstuvwxyz",
+                "user_2w02ZGxKw2KeeHUGGzosck1DmmN", "AIzaSyA-abcdefghijklmnopqrstuvwxyz12"):
+        assert key not in redact_text(f"x {key} y")
+    assert redact_text("https://h/v1?key=abc123&x=1") == "https://h/v1?key=[REDACTED]&x=1"
+    assert redact_text("user_message and a normal sentence") == "user_message and a normal sentence"
+
+
+# -- the import ---------------------------------------------------------------------------------------------------
+
+PLANTED = ("sk-proj-PLANTEDkey0123456789abcdefXYZ", "gsk_PLANTED0123456789abcdefghij",
+           "xai-PLANTED0123456789abcdefghijkl", "pplx-PLANTED0123456789abcdefghij")
+
+
+def test_planted_keys_never_reach_a_written_file(source_repo, tmp_path: Path):
+    k1, k2, k3, k4 = PLANTED
+    gz = gzip.compress(json.dumps({**CHAT_OK, "echo": f"your key {k3}"}).encode())
+    doc = vcrpy_doc(
+        vcrpy_interaction({"model": "m", "messages": [{"role": "user", "content": f"my key is {k1}"}]},
+                          {**CHAT_OK, "note": k2},
+                          uri=f"https://api.groq.com/openai/v1/chat/completions?key={k4}",
+                          req_headers={"Authorization": [f"Bearer {k1}"], "X-Api-Key": [k2],
+                                       "X-Custom": [f"token {k3}"], "Cookie": ["session=abcdef123456"]},
+                          resp_headers={"Content-Type": ["application/json"], "Set-Cookie": ["__cf_bm=secret123"],
+                                        "openai-organization": ["org-PLANTEDorg0123456789abc"]}),
+        vcrpy_interaction({"model": "m"}, gz, resp_headers={"Content-Encoding": ["gzip"]}),
+    )
+    p1 = source_repo.add("cassettes/keys.yaml", doc)
+    p2 = source_repo.add("cassettes/binary.yml", ruby_doc(f'data: {{"k":"{k4}"}}\r\n\r\n'.encode()))
+    sha = source_repo.commit()
+    out = tmp_path / "out"
+    assert run_import([p1, p2], sha, out) == 0
+    files = written(out)
+    assert files
+    for f in files:
+        raw = f.read_bytes()
+        texts = [raw.decode("utf-8", "replace")]
+        texts += [base64.b64decode(m).decode("latin-1") for m in re.findall(rb"body_base64: (\S+)", raw)]
+        for text in texts:
+            for key in (*PLANTED, "secret123", "abcdef123456", "org-PLANTEDorg"):
+                assert key not in text, f"{key} found in {f}"
+    prov = yaml.safe_load((out / "groq" / "someone-project" / "PROVENANCE.yaml").read_text())
+    scrubbed = " ".join(prov["files"][0]["scrubbed"])
+    assert "Authorization" in scrubbed and "key-like string in request body" in scrubbed
+
+
+def test_import_writes_data_provenance_and_licence(source_repo, tmp_path: Path):
+    raw = b'data: {"id":"a","object":"chat.completion.chunk","choices":[]}\r\n\r\n'
+    p = source_repo.add("spec/c.yml", ruby_doc(raw))
+    sha = source_repo.commit()
+    out = tmp_path / "out"
+    assert run_import([p], sha, out, "--recorded-at", "2026-06-01") == 0
+    folder = out / "perplexity" / "someone-project"
+    assert sorted(f.name for f in folder.iterdir()) == ["LICENSE.someone-project", "PROVENANCE.yaml", "c.yaml"]
+    assert (folder / "LICENSE.someone-project").read_text() == MIT
+    prov = yaml.safe_load((folder / "PROVENANCE.yaml").read_text())
+    assert prov["repository"] == "someone/project" and prov["license"] == "MIT"
+    entry = prov["files"][0]
+    assert entry["commit"] == sha and entry["path"] == "spec/c.yml" and entry["recorded_at"] == "2026-06-08T18:46:08Z"
+    data = yaml.safe_load((folder / "c.yaml").read_text())
+    stored = data["interactions"][0]
+    assert stored["framing"] == "joined" and body_bytes(stored["response"]) == raw   # bytes exactly
+    assert not [f for f in folder.iterdir() if f.name.endswith(".tmp")]
+    assert oct(folder.joinpath("c.yaml").stat().st_mode & 0o777) == "0o644"
+
+
+def test_bad_file_reported_others_imported_nothing_half_written(source_repo, tmp_path: Path, capsys):
+    good = source_repo.add("a/good.yaml", vcrpy_doc(vcrpy_interaction({"model": "m"}, CHAT_OK)))
+    bad = source_repo.add("a/bad.yaml", "interactions:\n- request: {method: POST, uri: 'https://api.groq.com/x'\n")
+    bomb = source_repo.add("a/bomb.yaml", "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 9) + "]\n" for i in range(8)))
+    sha = source_repo.commit()
+    out = tmp_path / "out"
+    assert run_import([good, bad, bomb], sha, out) == 1
+    err = capsys.readouterr().err
+    assert "error a/bad.yaml: not valid YAML" in err and "error a/bomb.yaml" in err and "YAML bomb" in err
+    names = [f.name for f in written(out)]
+    assert "good.yaml" in names and "bad.yaml" not in names and "bomb.yaml" not in names
+    assert not [n for n in names if n.endswith(".tmp")]
+
+
+def test_licence_is_verified_at_the_commit(source_repo, tmp_path: Path, capsys):
+    p = source_repo.add("c.yaml", vcrpy_doc(vcrpy_interaction({"model": "m"}, CHAT_OK)))
+    source_repo.add("LICENSE", GPL)
+    sha = source_repo.commit()
+    out = tmp_path / "out"
+    assert run_import([p], sha, out) == 2
+    assert "nothing imported" in capsys.readouterr().err
+    assert run_import([p], sha, out, license="GPL-3.0") == 2
+    assert not out.exists()
+
+
+def test_licence_mismatch_and_edited_file(source_repo, tmp_path: Path, capsys):
+    p = source_repo.add("c.yaml", vcrpy_doc(vcrpy_interaction({"model": "m"}, CHAT_OK)))
+    sha = source_repo.commit()
+    out = tmp_path / "out"
+    assert run_import([p], sha, out, license="Apache-2.0") == 2
+    assert "reads as MIT, not Apache-2.0" in capsys.readouterr().err
+    p.write_text(vcrpy_doc(vcrpy_interaction({"model": "m"}, {**CHAT_OK, "id": "edited"})))
+    assert run_import([p], sha, out) == 1
+    assert "differs from" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_duplicate_source_files_are_imported_once(source_repo, tmp_path: Path, capsys):
+    doc = vcrpy_doc(vcrpy_interaction({"model": "m"}, CHAT_OK))
+    a, b = source_repo.add("x/a.yaml", doc), source_repo.add("x/b.yaml", doc)
+    sha = source_repo.commit()
+    out = tmp_path / "out"
+    assert run_import([a, b], sha, out) == 0
+    assert "byte-identical" in capsys.readouterr().out
+    assert [f.name for f in written(out) if f.name.endswith(".yaml") and f.name != "PROVENANCE.yaml"] == ["a.yaml"]
+
+
+def test_rewritten_bodies_are_flagged_and_excluded(source_repo, tmp_path: Path):
+    parsed = {"interactions": [{
+        "request": {"method": "POST", "uri": "https://api.cerebras.ai/v1/chat/completions", "headers": {},
+                    "parsed_body": {"model": "llama", "messages": [{"role": "user", "content": "hi"}]}},
+        "response": {"status": {"code": 200}, "headers": {"content-type": ["application/json"]},
+                     "parsed_body": CHAT_OK}}]}
+    p1 = source_repo.add("tests/cassettes/p.yaml", yaml.safe_dump(parsed))
+    p2 = source_repo.add("spec/massive.yml", ruby_doc(b'{"error":{"message":"too long"}}', status=400,
+                                                      req='{"model":"sonar","messages":[{"role":"user",'
+                                                          '"content":"<MASSIVE_TEXT>"}]}',
+                                                      content_type="application/json"))
+    sha = source_repo.commit()
+    out = tmp_path / "out"
+    assert run_import([p1], sha, out, repo="pydantic/pydantic-ai") == 0
+    assert run_import([p2], sha, out, repo="crmne/ruby_llm") == 0
+    corpus = ev.load_corpus(out)
+    assert not corpus.problems
+    assert len(corpus.items) == 2 and all(i.excluded for i in corpus.items)
+    run = ev.run_evidence(None, out, checks=["chat.object", "chat.status"])
+    assert {r["outcome"] for r in run.records} == {"not-applicable"}
+    assert all("excluded" in r["message"] for r in run.records)
+
+
+# -- evidence: applicability ------------------------------------------------------------------------------------
+
+def _item(body: Any, req: dict[str, Any], *, status: int = 200, ctype: str = "application/json",
+          profile: str = "crmne/ruby_llm", headers: tuple[tuple[str, str], ...] = (), vendor: str = "groq") -> StoredInteraction:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    ex = Exchange(request=Request("POST", "https://h/v1/chat/completions", "/chat/completions", (),
+                                  json.dumps(req).encode()),
+                  status=status, headers=(("content-type", ctype), *headers), chunks=(Chunk(0.0, raw),),
+                  source="imported", framing="joined",
+                  meta={"source_repo": profile, "source_commit": "abc", "source_path": "p", "license": "MIT",
+                        "provenance": "p", "imported_file": "f#0", "recorded_at": None})
+    return StoredInteraction(vendor, Path("fixtures/imported/x/y/f.yaml"), 0, ex, None, profile_for(profile),
+                             req.get("model", "m"))
+
+
+BASIC = {"model": "m", "messages": [{"role": "user", "content": "Hello"}]}
+STREAM = {**BASIC, "stream": True}
+
+
+@pytest.fixture
+def probes(monkeypatch):
+    """Test probes: a basic chat, a stream, a tools request, a stop request, a wrong-key request."""
+    def add(name: str, build) -> None:
+        monkeypatch.setitem(PROBES, name, Probe(name, build))
+    add("chat.basic", lambda ctx: RequestSpec(json=ctx.chat([{"role": "user", "content": "Say hello."}],
+                                                            max_tokens=16, temperature=0)))
+    add("t.stream", lambda ctx: RequestSpec(json=ctx.chat([{"role": "user", "content": "Say hello."}], stream=True)))
+    add("t.usage", lambda ctx: RequestSpec(json=ctx.chat([{"role": "user", "content": "x"}], stream=True,
+                                                         stream_options={"include_usage": True})))
+    add("t.tools", lambda ctx: RequestSpec(json=ctx.chat([{"role": "user", "content": "x"}],
+                                                         tools=[{"type": "function", "function": {"name": "f"}}])))
+    add("t.stop", lambda ctx: RequestSpec(json=ctx.chat([{"role": "user", "content": "x"}], subject=("stop",),
+                                                        stop=["e"])))
+    add("t.wrong-key", lambda ctx: RequestSpec(json=ctx.chat([{"role": "user", "content": "x"}]), auth="wrong"))
+    return PROBES
+
+
+def spy_check(probes_: tuple[str, ...] = ("chat.basic",), *, applies=None, framing: bool = False,
+              kind: str = "protocol", quirk: str | None = None, reads: str | None = None,
+              declares: tuple[str, ...] = ()):
+    calls: list[Exchange] = []
+
+    def fn(*exs: Exchange) -> None:
+        calls.extend(exs)
+        if reads:
+            exs[0].header(reads)
+        if quirk:
+            raise QuirkFound(quirk, "found", exs[0])
+
+    quirks = ((quirk,) if quirk else ()) + declares
+    spec = CheckSpec(id="t.spy", area="t", rule="R-1", title="spy", probes=probes_, quirks=quirks,
+                     kind=kind, needs=(), applies=applies, framing=framing, func=fn)  # type: ignore[arg-type]
+    return spec, calls
+
+
+def outcome(spec: CheckSpec, item: StoredInteraction, provider=None):
+    provider = provider or ev.stub_provider(item.vendor, "m")
+    return ev.evaluate(spec, item, provider, ev.probe_shape(spec, provider, provider.model))
+
+
+@pytest.mark.parametrize("probes_, req, status, why", [
+    (("chat.basic", "t.stream"), BASIC, 200, "compares 2 exchanges"),
+    (("t.stream",), BASIC, 200, "stream: probe True, recording False"),
+    (("chat.basic",), STREAM, 200, "stream: probe False, recording True"),
+    (("t.usage",), STREAM, 200, "include_usage: probe True, recording False"),
+    (("t.tools",), BASIC, 200, "tools: probe True, recording False"),
+    (("chat.basic",), {**BASIC, "tools": [{"type": "function", "function": {"name": "f"}}]}, 200, "tools"),
+    (("chat.basic",), {**BASIC, "tools": [{"type": "function", "function": {"name": "f"}}],
+                       "tool_choice": "required"}, 200, "tool_choice"),
+    (("chat.basic",), {**BASIC, "response_format": {"type": "json_object"}}, 200, "response_format"),
+    (("chat.basic",), {**BASIC, "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:,"}}]}]}, 200, "images"),
+    (("chat.basic",), {**BASIC, "n": 2}, 200, "n: probe 1, recording 2"),
+    (("chat.basic",), {**BASIC, "logprobs": True}, 200, "logprobs"),
+    (("t.stop",), BASIC, 200, "stop: probe ['e'], recording None"),
+    (("chat.basic",), {**BASIC, "reasoning_effort": "high"}, 200, "sends reasoning_effort"),
+    (("chat.basic",), BASIC, 401, "credentials"),
+    (("t.wrong-key",), BASIC, 200, "credentials"),
+    (("chat.basic",), BASIC, 429, "transient HTTP 429"),
+])
+def test_a_check_never_runs_on_a_request_that_does_not_meet_its_preconditions(probes, probes_, req, status, why):
+    spec, calls = spy_check(probes_, quirk="t.q")
+    result = outcome(spec, _item(CHAT_OK, req, status=status))
+    assert result.name == "not-applicable" and why in result.message
+    assert calls == []
+
+
+def test_matching_requests_run_and_outcomes_follow_providers_yaml(probes):
+    spec, calls = spy_check(quirk="t.q")
+    item = _item(CHAT_OK, {**BASIC, "temperature": 0.7, "max_tokens": 100, "stream": False})
+    assert outcome(spec, item).name == "unexpected-quirk" and len(calls) == 1
+    declared = replace(ev.stub_provider("groq", "m"),
+                       expectations={"t.q": Expectation("t.q", "known", "https://example.invalid")})
+    assert outcome(spec, item, declared).name == "expected-quirk"
+    spec_ok, _ = spy_check(declares=("t.q",))
+    assert outcome(spec_ok, item, declared).name == "stale-expectation"
+    wrong, calls = spy_check(("t.wrong-key",))
+    assert outcome(wrong, _item({"error": {"message": "bad key"}}, BASIC, status=401)).name == "pass"
+
+
+def test_applies_predicate_and_framing(probes):
+    spec, calls = spy_check(("t.stream",), applies=lambda r: r.stream, framing=True)
+    result = outcome(spec, _item(b"data: {}\n\n", STREAM, ctype="text/event-stream"))
+    assert result.name == "not-applicable" and "framing joined" in result.message and not calls
+    spec, calls = spy_check(("chat.basic",), applies=lambda r: False)
+    assert outcome(spec, _item(CHAT_OK, BASIC)).name == "not-applicable" and not calls
+    # a check that declares applies() settles include_usage itself: a usage stream stands for a plain one
+    spec, calls = spy_check(("t.stream",), applies=lambda r: r.stream)
+    usage = {**STREAM, "stream_options": {"include_usage": True}}
+    assert outcome(spec, _item(b"data: {}\n\n", usage, ctype="text/event-stream")).name == "pass" and calls
+
+
+def test_capability_checks_need_the_probes_prompt(probes):
+    spec, calls = spy_check(kind="capability")
+    assert outcome(spec, _item(CHAT_OK, BASIC)).name == "not-applicable" and not calls
+    same = {"model": "m", "messages": [{"role": "user", "content": "Say hello."}]}
+    assert outcome(spec, _item(CHAT_OK, same)).name == "pass"
+
+
+def test_headers_the_recorder_dropped_make_a_check_not_applicable(probes):
+    spec, _ = spy_check(reads="x-ratelimit-limit-requests", quirk="t.q")
+    assert outcome(spec, _item(CHAT_OK, BASIC, profile="pydantic/pydantic-ai")).name == "not-applicable"
+    assert outcome(spec, _item(CHAT_OK, BASIC, profile="crmne/ruby_llm")).name == "unexpected-quirk"
+    spec, _ = spy_check(reads="content-type", quirk="t.q")
+    assert outcome(spec, _item(CHAT_OK, BASIC, profile="pydantic/pydantic-ai")).name == "unexpected-quirk"
+    spec, _ = spy_check(reads="set-cookie")
+    assert outcome(spec, _item(CHAT_OK, BASIC, profile="crmne/ruby_llm")).name == "not-applicable"
+
+
+def test_records_are_third_party_with_provenance_and_aggregate_not_applicable(source_repo, tmp_path: Path):
+    ok = vcrpy_interaction(BASIC, CHAT_OK)
+    p = source_repo.add("c.yaml", vcrpy_doc(ok, vcrpy_interaction(BASIC, {**CHAT_OK, "object": "chat.thing"})))
+    sha = source_repo.commit()
+    out = tmp_path / "out"
+    assert run_import([p], sha, out) == 0
+    run = ev.run_evidence(None, out, checks=["chat.object", "stream.done"])
+    objects = [r for r in run.records if r["check"] == "chat.object"]
+    assert sorted(r["outcome"] for r in objects) == ["pass", "unexpected-quirk"]
+    e = objects[0]["evidence"][0]
+    assert e["level"] == "third-party" and e["source_repo"] == "someone/project" and e["source_commit"] == sha
+    assert e["license"] == "MIT" and e["imported_file"].endswith("c.yaml#0") and "provenance" in e
+    assert all("timing" not in r for r in run.records)
+    (done,) = [r for r in run.records if r["check"] == "stream.done"]
+    assert done["outcome"] == "not-applicable" and "none of the 2 imported recording(s)" in done["message"]
+
+
+def test_evidence_main_writes_a_valid_results_file(source_repo, tmp_path: Path, capsys):
+    p = source_repo.add("c.yaml", vcrpy_doc(vcrpy_interaction(BASIC, {**CHAT_OK, "object": "x"})))
+    sha = source_repo.commit()
+    out = tmp_path / "out"
+    assert run_import([p], sha, out) == 0
+    results = tmp_path / "r.json"
+    assert icli.evidence_main(["--imported-dir", str(out), "-o", str(results), "--check", "chat.object"]) == 0
+    doc = json.loads(results.read_text())
+    assert doc["mode"] == "imported" and doc["records"][0]["outcome"] == "unexpected-quirk"
+    assert "groq: 1 exchange(s)" in capsys.readouterr().out
+
+
+def test_a_data_file_without_licence_or_provenance_is_not_evidence(source_repo, tmp_path: Path):
+    p = source_repo.add("c.yaml", vcrpy_doc(vcrpy_interaction(BASIC, CHAT_OK)))
+    sha = source_repo.commit()
+    out = tmp_path / "out"
+    assert run_import([p], sha, out) == 0
+    (out / "groq" / "someone-project" / "LICENSE.someone-project").unlink()
+    corpus = ev.load_corpus(out)
+    assert not corpus.items and "licence notice" in corpus.problems[0]
+
+
+def _cfg(tmp_path: Path, expectations: dict[str, Expectation]) -> ProvidersConfig:
+    return ProvidersConfig(tmp_path / "providers.yaml", {
+        "groq": replace(ev.stub_provider("groq", "m"), expectations=expectations)})
+
+
+def _record(outcome_: str, quirk: str, provider: str = "groq") -> dict[str, Any]:
+    return {"provider": provider, "check": "chat.object", "outcome": outcome_, "quirks": [quirk],
+            "message": f"[{quirk}] detail — not declared", "test": "t",
+            "evidence": [{"level": "third-party", "imported_file": "f.yaml#0", "source_repo": "a/b",
+                          "source_commit": "0123456789abcdef"}]}
+
+
+def test_validate_evidence(tmp_path: Path):
+    cfg = _cfg(tmp_path, {"chat.object-wrong": Expectation("chat.object-wrong", "r", "s")})
+    problems = icli.validate_evidence(cfg, [_record("unexpected-quirk", "chat.id-missing"),
+                                            _record("stale-expectation", "chat.object-wrong"),
+                                            _record("pass", "x", provider="mistral")])
+    assert any("does not declare 'chat.id-missing'" in p for p in problems)
+    assert any("declares 'chat.object-wrong', but imported traffic contradicts it" in p for p in problems)
+    assert any("'mistral'" in p and "no such provider" in p for p in problems)
+    # shown on one exchange, passed on another: model or request dependent, not a contradiction
+    problems = icli.validate_evidence(cfg, [_record("expected-quirk", "chat.object-wrong"),
+                                            _record("stale-expectation", "chat.object-wrong")])
+    assert problems == []
+    live = {**_record("unexpected-quirk", "chat.id-missing"), "evidence": [{"level": "live"}]}
+    assert icli.validate_evidence(cfg, [live]) == []
+
+
+# -- the committed data ---------------------------------------------------------------------------------------
+
+KEYLIKE = re.compile(r"(sk-[A-Za-z0-9_-]{20,}|gsk_[A-Za-z0-9]{20,}|xai-[A-Za-z0-9]{20,}|pplx-[A-Za-z0-9]{20,}"
+                     r"|AIza[0-9A-Za-z_-]{30,}|Bearer (?!<|test-api-key|\[)[A-Za-z0-9._-]{12,})")
+
+
+@pytest.mark.skipif(not IMPORTED.is_dir(), reason="no fixtures/imported in this checkout")
+def test_committed_imports_are_complete_licensed_and_scrubbed():
+    corpus = ev.load_corpus(IMPORTED)
+    assert not corpus.problems, corpus.problems[:3]
+    usable = {i.vendor for i in corpus.items if not i.excluded}
+    assert len(usable & {"openrouter", "mistral", "groq", "deepseek", "xai", "perplexity", "cerebras", "zai",
+                         "together", "gemini", "anthropic"}) >= 8
+    for prov_path in IMPORTED.glob("*/*/PROVENANCE.yaml"):
+        prov = yaml.safe_load(prov_path.read_text())
+        assert prov["license"] in ("MIT", "Apache-2.0", "BSD-2-Clause", "BSD-3-Clause")
+        assert (prov_path.parent / prov["license_file"]).is_file()
+        assert prov["repository"].lower() in PROFILES, "every committed source has a known recorder profile"
+        for f in prov["files"]:
+            assert re.fullmatch(r"[0-9a-f]{40}", f["commit"]) and (prov_path.parent / f["stored_as"]).is_file()
+    for path in IMPORTED.rglob("*.yaml"):
+        text = path.read_text(encoding="utf-8")
+        assert not KEYLIKE.search(text), f"{path}: {KEYLIKE.search(text).group(0)[:12]}…"
+
+
+@pytest.mark.skipif(not IMPORTED.is_dir(), reason="no fixtures/imported in this checkout")
+def test_committed_stored_bytes_round_trip():
+    for path in sorted(IMPORTED.glob("*/*/*.yaml"))[:40]:
+        if path.name == "PROVENANCE.yaml":
+            continue
+        doc = load_yaml(path.read_text(encoding="utf-8"))
+        for inter in doc["interactions"]:
+            for part in ("request", "response"):
+                data = body_bytes(inter[part])
+                assert data is not None or "body_parsed" in inter[part]
+
+
+def test_exchange_view_drops_stale_encoding_headers_and_distrusts_placeholders(source_repo, tmp_path: Path):
+    gz = gzip.compress(json.dumps(CHAT_OK).encode())
+    p = source_repo.add("c.yaml", vcrpy_doc(vcrpy_interaction(
+        BASIC, gz, resp_headers={"Content-Type": ["application/json"], "Content-Encoding": ["gzip"],
+                                 "Content-Length": [str(len(gz))], "X-Region": ["<AWS_REGION>"]})))
+    sha = source_repo.commit()
+    out = tmp_path / "out"
+    assert run_import([p], sha, out, repo="crmne/ruby_llm") == 0
+    (item,) = ev.load_corpus(out).items
+    assert item.exchange is not None and item.exchange.json == CHAT_OK
+    assert item.exchange.header("content-encoding") is None and item.exchange.header("content-length") is None
+    assert item.exchange.meta["untrusted_headers"] == ["content-encoding", "content-length", "x-region"]
+    stored = yaml.safe_load(next(out.rglob("c.yaml")).read_text())["interactions"][0]["response"]["headers"]
+    assert ["Content-Encoding", "gzip"] in stored          # the stored file keeps what the source holds
