@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .checks.base import Blocked, CheckSpec, Finding, NotApplicable, Observation, QuirkFound, Violation
-from .config import Provider
+from .config import Expectation, Provider
 
 OutcomeName = Literal[
     "pass",                # the rule holds
@@ -54,8 +54,11 @@ class Outcome:
 
 def decide(spec: CheckSpec, finding: BaseException | None, provider: Provider, model: str,
            observations: tuple[Observation, ...] = ()) -> Outcome:
-    declared = {q: provider.expectation_for(q, model) for q in spec.quirks}
-    declared = {q: e for q, e in declared.items() if e is not None}
+    declared: dict[str, Expectation] = {}
+    for q in spec.quirks:
+        exp = provider.expectation_for(q, model)
+        if exp is not None:
+            declared[q] = exp
     declared_info = {q: {"reason": e.reason, "source": e.source, "origin": e.origin} for q, e in declared.items()}
 
     if finding is None:

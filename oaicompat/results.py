@@ -114,6 +114,7 @@ def write_json_atomic(path: Path, doc: Any) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(doc, fh, indent=1, ensure_ascii=False)
             fh.write("\n")
+        os.chmod(tmp, 0o644)   # mkstemp makes 0600; results are published
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

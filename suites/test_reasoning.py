@@ -4,6 +4,10 @@
 from oaicompat.checks import reasoning
 
 
+async def test_status(run_check):
+    await run_check(reasoning.reasoning_request_answered)
+
+
 async def test_message_field(run_check):
     await run_check(reasoning.message_reasoning_field)
 

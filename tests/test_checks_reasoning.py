@@ -103,7 +103,7 @@ def test_message_field_names_the_carrier(content, extra, expected):
 def test_message_field_blocked_on_refusal():
     with pytest.raises(Blocked) as info:
         run(reasoning.message_reasoning_field, ex_for("reasoning.basic", REFUSED, status=400))
-    assert info.value.owner == "chat.status"
+    assert info.value.owner == "reasoning.status"
 
 
 def test_delta_field_matches():
@@ -218,3 +218,23 @@ def test_no_body_crashes_a_check(replies):
             spec.run(*exs)
         except Finding:
             pass
+
+
+def test_reasoning_status_names_stream_only_and_rejection():
+    import pytest
+
+    from oaicompat.checks.base import QuirkFound
+    from oaicompat.checks.reasoning import reasoning_request_answered
+    from tests.exchanges import completion, json_exchange, sse_exchange
+    ok = json_exchange(completion("4"))
+    err = json_exchange({"error": {"message": "parameter.enable_thinking must be set to false for non-streaming calls",
+                                   "type": "invalid_request_error", "param": None, "code": "invalid_parameter"}},
+                        status=400)
+    stream_ok = sse_exchange([{"choices": []}])
+    reasoning_request_answered(ok, stream_ok)
+    with pytest.raises(QuirkFound) as found:
+        reasoning_request_answered(err, stream_ok)
+    assert found.value.quirk == "reasoning.stream-only"
+    with pytest.raises(QuirkFound) as found:
+        reasoning_request_answered(err, sse_exchange(b"", status=400))
+    assert found.value.quirk == "reasoning.basic-rejected"

@@ -27,7 +27,7 @@ from .base import (Blocked, NotApplicable, Observation, ProbeContext, QuirkFound
                    first_choice, probe)
 from .image import parsed_stream, success_body
 
-STATUS_OWNER = "chat.status"
+STATUS_OWNER = "reasoning.status"
 STREAM_OWNER = "stream.status"
 USAGE_OWNER = "chat.usage"
 FIELD_OWNER = "reasoning.message-field"
@@ -137,6 +137,20 @@ def _ordered(carriers: dict[str, str]) -> list[str]:
 def _message(ex: Exchange) -> tuple[dict[str, Any], Any]:
     body = success_body(ex, STATUS_OWNER)
     return body, first_choice(body, STATUS_OWNER, ex).get("message")
+
+
+@check(STATUS_OWNER, rule="RESP-1", probes=["reasoning.basic", "reasoning.stream"],
+       quirks=["reasoning.stream-only", "reasoning.basic-rejected"], needs=("reasoning",))
+def reasoning_request_answered(ex: Exchange, stream_ex: Exchange) -> None:
+    """A short non-streamed request to a reasoning model is answered 200."""
+    if ex.status == 200:
+        return
+    what = f"HTTP {ex.status}" if ex.status is not None else "no response"
+    if stream_ex.status == 200:
+        raise QuirkFound("reasoning.stream-only",
+                         f"the non-streamed request got {what} while the same request streamed got 200", ex,
+                         evidence(ex) + [f"> the same request with stream: true → HTTP {stream_ex.status}"])
+    raise QuirkFound("reasoning.basic-rejected", f"a short reasoning request got {what}", ex, evidence(ex))
 
 
 @check(FIELD_OWNER, rule="DEV-7", probes=["reasoning.basic"],
