@@ -18,6 +18,8 @@ import reprlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
+import jsonschema
+
 from ..config import Provider
 from ..exchange import Exchange, Request
 from ..transport import RequestSpec
@@ -251,3 +253,54 @@ def compact(value: Any) -> str:
         return clip(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
     except (ValueError, TypeError, RecursionError):
         return clip(reprlib.repr(value))
+
+
+def is_int(value: Any) -> bool:
+    """An integer that is not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def parse_json(text: str) -> tuple[bool, Any, str]:
+    """(ok, value, why-not) for vendor text; never raises (deep nesting raises RecursionError in json)."""
+    try:
+        return True, json.loads(text), ""
+    except (ValueError, RecursionError) as exc:
+        return False, None, f"{type(exc).__name__}: {clip(str(exc), 120)}"
+
+
+def schema_error(instance: Any, schema: Any) -> str | None:
+    """The best jsonschema error message, None when `instance` validates; never raises."""
+    if schema is None:                       # TOOLS-3: no parameters means a function without arguments
+        schema = {"type": "object"}
+    if not isinstance(schema, (dict, bool)):
+        return None
+    try:
+        cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+        cls.check_schema(schema)
+        error = jsonschema.exceptions.best_match(cls(schema).iter_errors(instance))
+    except (jsonschema.exceptions.SchemaError, RecursionError):
+        return None
+    if error is None:
+        return None
+    where = "/".join(map(str, error.absolute_path)) or "(root)"
+    return f"at {where}: {clip(error.message, 160)}"
+
+
+def error_shape(ex: Exchange) -> str:
+    """How a rejection looked: the status and the error envelope (or what stood in its place)."""
+    status = f"HTTP {ex.status}" if ex.status is not None else "no response"
+    if ex.failure is not None:
+        status += f" ({ex.failure.kind}: {clip(ex.failure.message, 80)})"
+    if not ex.body:
+        return f"{status}, empty body"
+    body = ex.json_or_none()
+    if body is None:
+        return f"{status}, non-JSON body {clip(ex.text, 120)!r}"
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        err = body["error"]
+        parts = ", ".join(f"{k}={clip(compact(err[k]), 120)}" for k in ("type", "code", "param", "message")
+                          if k in err)
+        return f"{status}, error envelope {{{parts}}}"
+    if isinstance(body, dict):
+        return f"{status}, JSON object without an error object, keys {sorted(body)[:12]}"
+    return f"{status}, JSON {type(body).__name__} body"

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..exchange import Exchange
 from ..transport import RequestSpec
-from .base import (Blocked, Observation, ProbeContext, QuirkFound, check, clip, compact, evidence, first_choice,
+from .base import (is_int, Blocked, Observation, ProbeContext, QuirkFound, check, clip, compact, evidence, first_choice,
                    probe, request_line, require_success, status_line)
 
 FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
@@ -181,10 +181,6 @@ SERVICE_TIERS = frozenset({"auto", "default", "flex", "scale", "priority", "fast
 BODY_JSON_OWNER = "chat.body-json"
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def json_body(ex: Exchange) -> Any:
     """The parsed body, or None when it is not JSON (including JSON nested too deeply to parse)."""
     try:
@@ -273,13 +269,13 @@ def usage_details_are_counts(ex: Exchange) -> None:
             problems.append(f"{key} is {compact(details)}")
             continue
         for name, value in details.items():
-            if value is not None and not (_is_int(value) and value >= 0):
+            if value is not None and not (is_int(value) and value >= 0):
                 problems.append(f"{key}.{name} is {compact(value)}")
         total = usage.get(total_key)
-        if _is_int(total):
+        if is_int(total):
             for name in ("cached_tokens", "reasoning_tokens", "audio_tokens"):
                 value = details.get(name)
-                if _is_int(value) and value > total:
+                if is_int(value) and value > total:
                     problems.append(f"{key}.{name} = {value} exceeds {total_key} = {total}")
     if problems:
         raise QuirkFound("chat.usage-details-malformed", "; ".join(problems), ex,
@@ -460,7 +456,7 @@ def content_parts_read_as_text(basic: Exchange, ex: Exchange) -> None:
         if not isinstance(usage, dict):
             raise Blocked("a reply has no usage object to compare", "chat.usage", e)
         tokens = usage.get("prompt_tokens")
-        if not _is_int(tokens):
+        if not is_int(tokens):
             raise Blocked("no integer usage.prompt_tokens to compare", "chat.usage-arithmetic", e)
         counts.append(tokens)
     as_string, as_parts = counts

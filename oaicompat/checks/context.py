@@ -22,8 +22,8 @@ from ..exchange import Exchange, Request
 from ..transport import RequestSpec
 from .base import (Blocked, NotApplicable, Observation, ProbeContext, QuirkFound, Violation, check, clip, compact,
                    evidence, first_choice, probe, status_line)
-from .image import error_envelope_problem, outcome, parsed_stream
-from .streamview import event_line
+from .image import error_envelope_problem, outcome
+from .streamview import event_line, stream_view
 
 DEFAULT_CONTEXT_TOKENS = 8192       # assumed when providers.yaml declares no limits.context_tokens
 OVERFLOW_FACTOR = 1.5               # the overflow prompt has this many words per token of context
@@ -258,7 +258,7 @@ def stream_overflow_is_http_error(ex: Exchange) -> None:
     if ex.status is None:
         raise QuirkFound("context.stream-overflow-empty-body", f"{what} got no response at all{failure}",
                          ex, evidence(ex))
-    view = parsed_stream(ex, "stream.data-json")
+    view = stream_view(ex)
     error_events = [c for c in view.chunks if c.event.event == "error" or (c.is_object and c.obj.get("error"))]
     if error_events:
         first = error_events[0]

@@ -143,23 +143,6 @@ def error_envelope_problem(ex: Exchange) -> str | None:
     return None
 
 
-def success_body(ex: Exchange, owner: str) -> dict[str, Any]:
-    """`require_success`, except that JSON nested too deep for the parser is Blocked as well, not a crash
-    (base.response_json catches ValueError only). Shared with the context and reasoning checks."""
-    try:
-        return require_success(ex, owner)
-    except RecursionError:
-        raise Blocked(f"HTTP {ex.status} body is JSON nested too deep to parse", owner, ex) from None
-
-
-def parsed_stream(ex: Exchange, owner: str) -> StreamView:
-    """`stream_view`, with JSON nested too deep for the parser Blocked (streamview catches ValueError only)."""
-    try:
-        return stream_view(ex)
-    except RecursionError:
-        raise Blocked("an SSE event holds JSON nested too deep to parse", owner, ex) from None
-
-
 def _prompt_tokens(ex: Exchange, body: dict[str, Any]) -> int:
     usage = body.get("usage")
     value = usage.get("prompt_tokens") if isinstance(usage, dict) else None
@@ -203,8 +186,8 @@ def image_not_silently_dropped(text_ex: Exchange, image_ex: Exchange) -> list[Ob
     """An accepted image part is read: prompt_tokens with the image exceed prompt_tokens without it."""
     if not accepted(image_ex):
         return []   # refused, so not silently dropped (image.rejection-status judges how it was refused)
-    image_body = success_body(image_ex, STATUS_OWNER)
-    text_body = success_body(text_ex, CONTENT_PARTS_OWNER)
+    image_body = require_success(image_ex, STATUS_OWNER)
+    text_body = require_success(text_ex, CONTENT_PARTS_OWNER)
     with_image, without = _prompt_tokens(image_ex, image_body), _prompt_tokens(text_ex, text_body)
     if with_image <= without:
         raise QuirkFound(
@@ -284,7 +267,7 @@ def model_names_the_colour(ex: Exchange) -> None:
     """The model sees the test image: asked its colour, the reply says red."""
     if not accepted(ex):
         raise Blocked(f"the image request got {outcome(ex)}", DATA_URL_OWNER, ex)
-    message = first_choice(success_body(ex, DATA_URL_OWNER), STATUS_OWNER, ex).get("message")
+    message = first_choice(require_success(ex, DATA_URL_OWNER), STATUS_OWNER, ex).get("message")
     content = message.get("content") if isinstance(message, dict) else None
     if not isinstance(content, str):
         raise Blocked(f"the reply's content is {compact(content)}, not a string", "chat.content", ex)

@@ -11,12 +11,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-import jsonschema
 
 from ..exchange import Exchange, Request
 from ..paths import SCHEMAS
 from ..transport import RequestSpec
-from .base import (Blocked, Observation, ProbeContext, QuirkFound, check, clip, compact, evidence, first_choice,
+from .base import (error_shape, schema_error, is_int, parse_json, Blocked, Observation, ProbeContext, QuirkFound, check, clip, compact, evidence, first_choice,
                    probe, require_success)
 
 PROBE_SCHEMAS = SCHEMAS / "probes"
@@ -100,38 +99,6 @@ def _wants(kind: str):
     return applies
 
 
-def _parse(text: str) -> tuple[bool, Any, str]:
-    try:
-        return True, json.loads(text), ""
-    except (ValueError, RecursionError) as exc:
-        return False, None, f"{type(exc).__name__}: {clip(str(exc), 120)}"
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def error_shape(ex: Exchange) -> str:
-    """The status and the error envelope of a rejection (or what stood in its place)."""
-    status = f"HTTP {ex.status}" if ex.status is not None else "no response"
-    if ex.failure is not None:
-        status += f" ({ex.failure.kind}: {clip(ex.failure.message, 80)})"
-    if not ex.body:
-        return f"{status}, empty body"
-    try:
-        body = ex.json
-    except (ValueError, RecursionError):
-        return f"{status}, non-JSON body {clip(ex.text, 120)!r}"
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        err = body["error"]
-        parts = ", ".join(f"{k}={clip(compact(err[k]), 120)}" for k in ("type", "code", "param", "message")
-                          if k in err)
-        return f"{status}, error envelope {{{parts}}}"
-    if isinstance(body, dict):
-        return f"{status}, JSON object without an error object, keys {sorted(body)[:12]}"
-    return f"{status}, JSON {type(body).__name__} body"
-
-
 def _accepted(ex: Exchange, quirk: str, what: str) -> None:
     if ex.status == 200:
         try:
@@ -187,7 +154,7 @@ class Reply:
         usage = self.body.get("usage")
         used = usage.get("completion_tokens") if isinstance(usage, dict) else None
         cap = self.ex.request.field("max_completion_tokens", self.ex.request.field("max_tokens"))
-        return _is_int(used) and _is_int(cap) and used >= cap
+        return is_int(used) and is_int(cap) and used >= cap
 
     def lines(self) -> list[str]:
         usage = self.body.get("usage")
@@ -213,24 +180,9 @@ def _content_or_block(r: Reply, cut_owner: str) -> Any:
         raise Blocked("the reply was cut at max_tokens (finish_reason \"length\"); its JSON is not judged",
                       cut_owner, r.ex)
     content = r.content
-    if isinstance(content, str) and not _parse(content)[0] and unclosed(content) and r.at_cap():
+    if isinstance(content, str) and not parse_json(content)[0] and unclosed(content) and r.at_cap():
         raise Blocked(f"the content stops mid-JSON at max_tokens, yet finish_reason is {r.finish!r}", cut_owner, r.ex)
     return content
-
-
-def _schema_problem(instance: Any, schema: Any) -> str | None:
-    if not isinstance(schema, (dict, bool)):
-        return None
-    try:
-        cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-        cls.check_schema(schema)
-        error = jsonschema.exceptions.best_match(cls(schema).iter_errors(instance))
-    except (jsonschema.exceptions.SchemaError, RecursionError):
-        return None
-    if error is None:
-        return None
-    where = "/".join(map(str, error.absolute_path)) or "(root)"
-    return f"at {where}: {clip(error.message, 160)}"
 
 
 def _requested_schema(req: Request) -> Any:
@@ -262,7 +214,7 @@ def object_valid(ex: Exchange) -> list[Observation]:
     if not content.strip():
         raise QuirkFound("json.object-blank-output", f"json_object reply content is {content!r} "
                          f"(finish_reason {r.finish!r})", ex, r.lines())
-    ok, value, err = _parse(content)
+    ok, value, err = parse_json(content)
     if not ok:
         raise QuirkFound("json.object-ignored", f"json_object reply content is not JSON ({err})", ex, r.lines())
     if not isinstance(value, dict):
@@ -288,7 +240,7 @@ def _cut(ex: Exchange, quirk: str, accepted_owner: str, valid_owner: str) -> lis
     if r.finish == "length":
         return [Observation("finish_reason", "length")]
     content = r.content if isinstance(r.content, str) else None
-    if content is not None and _parse(content)[0]:
+    if content is not None and parse_json(content)[0]:
         return [Observation("not-cut", f"the reply completed as JSON within max_tokens ({clip(content, 60)!r}); "
                             "the rule held trivially")]
     if content is not None and (unclosed(content) or r.at_cap()):
@@ -325,10 +277,11 @@ def schema_valid(ex: Exchange) -> list[Observation]:
     if not isinstance(content, str):
         raise QuirkFound("json.schema-ignored", f"json_schema reply content is {type(content).__name__} "
                          f"{clip(compact(content), 80)}, not a string holding JSON", ex, r.lines())
-    ok, value, err = _parse(content)
+    ok, value, err = parse_json(content)
     if not ok:
         raise QuirkFound("json.schema-ignored", f"json_schema reply content is not JSON ({err})", ex, r.lines())
-    problem = _schema_problem(value, _requested_schema(ex.request))
+    schema = _requested_schema(ex.request)
+    problem = schema_error(value, schema) if schema is not None else None
     if problem:
         raise QuirkFound("json.schema-ignored", f"json_schema reply content does not validate {problem}", ex,
                          r.lines())

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..exchange import Exchange
 from ..transport import RequestSpec
-from .base import Blocked, ProbeContext, QuirkFound, check, clip, compact, evidence, probe, request_line
+from .base import is_int, Blocked, ProbeContext, QuirkFound, check, clip, compact, evidence, probe, request_line
 from .chat import STATUS_OWNER, error_message, json_body
 
 UNKNOWN_MODEL = "oaicompat-no-such-model"
@@ -32,10 +32,6 @@ def retrieve_model(ctx: ProbeContext) -> RequestSpec:
 def retrieve_unknown(ctx: ProbeContext) -> RequestSpec:
     """GET /models/{an id that does not exist}."""
     return RequestSpec(method="GET", path="/models/" + UNKNOWN_MODEL, retries=0)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _entries(ex: Exchange) -> list[dict[str, Any]]:
@@ -114,7 +110,7 @@ def entry_object(ex: Exchange) -> None:
 def entry_created(ex: Exchange) -> None:
     """Every listed model has `created` as integer Unix seconds."""
     _entry_rule(ex, "models.entry-created-not-unix-seconds",
-                lambda e: _is_int(e.get("created")) and 0 <= e["created"] < 10_000_000_000,
+                lambda e: is_int(e.get("created")) and 0 <= e["created"] < 10_000_000_000,
                 "`created` is missing or not integer Unix seconds")
 
 

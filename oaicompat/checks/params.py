@@ -11,17 +11,13 @@ from typing import Any
 
 from ..exchange import Exchange
 from ..transport import RequestSpec
-from .base import Blocked, Observation, ProbeContext, QuirkFound, check, compact, evidence, probe, request_line
+from .base import is_int, Blocked, Observation, ProbeContext, QuirkFound, check, compact, evidence, probe, request_line
 from .chat import error_message, guard_basic, json_body, reply_body, require_accepted
 
 CAP = 5              # max_tokens / max_completion_tokens in the cap probes
 STOP = "e"           # a stop string any English sentence reaches within a few tokens
 TOP_LOGPROBS = 2
 RAMBLE = "Write a long story about a dragon who lives in a castle by the sea."
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_number(value: object) -> bool:
@@ -41,7 +37,7 @@ def _content(body: dict[str, Any]) -> Any:
 def _completion_tokens(body: dict[str, Any]) -> int | None:
     usage = body.get("usage")
     value = usage.get("completion_tokens") if isinstance(usage, dict) else None
-    return value if _is_int(value) else None
+    return value if is_int(value) else None
 
 
 def _accepted_body(ex: Exchange, owner: str) -> dict[str, Any]:
@@ -286,7 +282,7 @@ def n_honoured(ex: Exchange) -> list[Observation]:
     if len(choices) == 1:
         raise QuirkFound("params.n-ignored", "n 2 but one choice came back", ex,
                          evidence(ex, f"< choices indexes: {compact(indexes)}"))
-    if sorted(i for i in indexes if _is_int(i)) != [0, 1] or len(indexes) != 2:
+    if sorted(i for i in indexes if is_int(i)) != [0, 1] or len(indexes) != 2:
         raise QuirkFound("params.n-reply-malformed", f"n 2 but choices indexes are {compact(indexes)}", ex,
                          evidence(ex, f"< choices indexes: {compact(indexes)}"))
     return []
@@ -331,7 +327,7 @@ def _entry_problems(entry: Any, *, nested: bool) -> list[str]:
     if "bytes" not in entry:
         out.append("no bytes key")
     elif entry["bytes"] is not None and not (isinstance(entry["bytes"], list)
-                                             and all(_is_int(b) and 0 <= b < 256 for b in entry["bytes"])):
+                                             and all(is_int(b) and 0 <= b < 256 for b in entry["bytes"])):
         out.append(f"bytes is {compact(entry['bytes'])}")
     if not nested and not isinstance(entry.get("top_logprobs"), list):
         out.append(f"top_logprobs is {compact(entry.get('top_logprobs'))}")

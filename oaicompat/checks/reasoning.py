@@ -24,8 +24,8 @@ from typing import Any
 from ..exchange import Exchange
 from ..transport import RequestSpec
 from .base import (Blocked, NotApplicable, Observation, ProbeContext, QuirkFound, check, clip, compact, evidence,
-                   first_choice, probe)
-from .image import parsed_stream, success_body
+                   first_choice, probe, require_success)
+from .streamview import stream_view
 
 STATUS_OWNER = "reasoning.status"
 STREAM_OWNER = "stream.status"
@@ -135,7 +135,7 @@ def _ordered(carriers: dict[str, str]) -> list[str]:
 
 
 def _message(ex: Exchange) -> tuple[dict[str, Any], Any]:
-    body = success_body(ex, STATUS_OWNER)
+    body = require_success(ex, STATUS_OWNER)
     return body, first_choice(body, STATUS_OWNER, ex).get("message")
 
 
@@ -179,7 +179,7 @@ def stream_reasoning_field_matches(message_ex: Exchange, stream_ex: Exchange) ->
     if stream_ex.status is None or not 200 <= stream_ex.status < 300:
         raise Blocked(f"the streamed request was not answered with success ({stream_ex.summary()})",
                       STREAM_OWNER, stream_ex)
-    deltas = parsed_stream(stream_ex, "stream.data-json").deltas(0)
+    deltas = stream_view(stream_ex).deltas(0)
     if not deltas:
         raise Blocked("the stream has no choice deltas", "stream.data-json", stream_ex)
     in_message, in_stream = set(message_carriers(message)), delta_carriers(deltas)

@@ -13,7 +13,8 @@ from __future__ import annotations
 from ..exchange import Exchange
 from ..sdk import INSTALL_HINT, SDKResult, SDKUnavailable, replay_through_openai
 from .base import Blocked, QuirkFound, check, clip, evidence
-from .stream import _show, safe_stream_view
+from .stream import _show
+from .streamview import stream_view
 from .streamview import event_line
 
 STREAM_STATUS_OWNER = "stream.status"
@@ -73,7 +74,7 @@ def _near_failure(ex: Exchange, result: SDKResult) -> list[str]:
 
 
 def _ours(ex: Exchange) -> tuple[str, str | None]:
-    view = safe_stream_view(ex)
+    view = stream_view(ex)
     reasons = view.finish_reasons(0)
     return view.content(0), (reasons[-1][1] if reasons else None)
 
@@ -118,7 +119,7 @@ def helper_parses(ex: Exchange) -> None:
 def helper_role_is_assistant(ex: Exchange) -> None:
     """The .stream() helper's accumulated message has role "assistant" (a repeated role delta concatenates)."""
     result = _stream_result(ex, helper=True, parse_quirk=None)
-    entries = safe_stream_view(ex).choice_entries(0)
+    entries = stream_view(ex).choice_entries(0)
     delta = entries[0][1].get("delta") if entries else None
     ours = delta.get("role") if isinstance(delta, dict) else None
     if result.role is None and ours is None:

@@ -21,7 +21,7 @@ from ..exchange import Exchange, Request
 from ..paths import SCHEMAS
 from ..sse import SSEEvent
 from ..transport import RequestSpec
-from .base import (Blocked, Observation, ProbeContext, QuirkFound, check, clip, compact, evidence, first_choice,
+from .base import (error_shape, is_int, parse_json, schema_error, Blocked, Observation, ProbeContext, QuirkFound, check, clip, compact, evidence, first_choice,
                    probe, require_success)
 from .streamview import StreamView, event_line, stream_view
 
@@ -179,59 +179,8 @@ def _streamed_tools(req: Request) -> bool:
     return req.stream and _has_tools(req)
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _nonempty_str(value: Any) -> bool:
     return isinstance(value, str) and bool(value)
-
-
-def parse_json(text: str) -> tuple[bool, Any, str]:
-    """(ok, value, error) without ever raising (deep nesting raises RecursionError in json)."""
-    try:
-        return True, json.loads(text), ""
-    except (ValueError, RecursionError) as exc:
-        return False, None, f"{type(exc).__name__}: {clip(str(exc), 120)}"
-
-
-def schema_error(instance: Any, schema: Any) -> str | None:
-    """The best jsonschema error message, None when `instance` validates; never raises."""
-    if schema is None:                       # TOOLS-3: no parameters means a function without arguments
-        schema = {"type": "object"}
-    if not isinstance(schema, (dict, bool)):
-        return None
-    try:
-        cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-        cls.check_schema(schema)
-        error = jsonschema.exceptions.best_match(cls(schema).iter_errors(instance))
-    except (jsonschema.exceptions.SchemaError, RecursionError):
-        return None
-    if error is None:
-        return None
-    where = "/".join(map(str, error.absolute_path)) or "(root)"
-    return f"at {where}: {clip(error.message, 160)}"
-
-
-def error_shape(ex: Exchange) -> str:
-    """How a rejection looked: the status and the error envelope (or what stood in its place)."""
-    status = f"HTTP {ex.status}" if ex.status is not None else "no response"
-    if ex.failure is not None:
-        status += f" ({ex.failure.kind}: {clip(ex.failure.message, 80)})"
-    if not ex.body:
-        return f"{status}, empty body"
-    try:
-        body = ex.json
-    except (ValueError, RecursionError):
-        return f"{status}, non-JSON body {clip(ex.text, 120)!r}"
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        err = body["error"]
-        parts = ", ".join(f"{k}={clip(compact(err[k]), 120)}" for k in ("type", "code", "param", "message")
-                          if k in err)
-        return f"{status}, error envelope {{{parts}}}"
-    if isinstance(body, dict):
-        return f"{status}, JSON object without an error object, keys {sorted(body)[:12]}"
-    return f"{status}, JSON {type(body).__name__} body"
 
 
 def _offered(req: Request) -> dict[str, Any]:
@@ -369,7 +318,7 @@ class Streamed:
     def by_index(self) -> dict[int, list[Entry]]:
         out: dict[int, list[Entry]] = {}
         for e in self.entries:
-            if _is_int(e.index):
+            if is_int(e.index):
                 out.setdefault(e.index, []).append(e)
         return out
 
@@ -888,7 +837,7 @@ def delta_index(*exchanges: Exchange) -> None:
     """Every entry of `delta.tool_calls` is an object with an integer `index`."""
     for s in _streams_with_calls(exchanges):
         for e in s.entries:
-            if not isinstance(e.value, dict) or not _is_int(e.index):
+            if not isinstance(e.value, dict) or not is_int(e.index):
                 what = (f"index {e.index!r}" if isinstance(e.value, dict) and "index" in e.value
                         else "no index" if isinstance(e.value, dict) else f"a {type(e.value).__name__}, not an object")
                 raise QuirkFound("tools.delta-missing-index", f"a tool-call delta has {what}: openai-python's "
@@ -1023,7 +972,7 @@ def stream_matches(plain: Exchange, stream: Exchange) -> None:
 def delta_order(ex: Exchange) -> None:
     """Parallel calls are streamed one after another: once call i+1 starts, call i gets no more deltas."""
     s = streamed(ex, STREAM_ACCEPTED)
-    order = [e for e in s.entries if _is_int(e.index)]
+    order = [e for e in s.entries if is_int(e.index)]
     if len({e.index for e in order}) < 2:
         raise Blocked(f"the stream carries {len({e.index for e in order})} call(s), not 2", PARALLEL_CALLED, ex)
     done: set[int] = set()
