@@ -25,6 +25,7 @@ from .checks.base import PROBES, CheckSpec, Finding, ProbeContext, spec_of
 from .config import Provider, ProvidersConfig, load_providers, runtime_environment
 from .errors import CassetteError, CassetteMiss, OaicompatError
 from .exchange import Exchange
+from .latency import annotate_latency
 from .outcomes import Outcome, decide
 from .paths import CASSETTES, PROVIDERS_FILE
 from .results import ResultsLog, make_record
@@ -247,6 +248,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         for t in _safe_targets(state):
             log.note_provider(t.provider, t.model,
                               recorded=(state.cassette_root / t.provider.name).is_dir())
+    annotate_latency(log.providers, log.records)
     log.write(Path(target or "results.json"))
 
 

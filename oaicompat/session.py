@@ -10,11 +10,14 @@ record modes write the test's cassette when the session closes (atomically, scru
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import certifi
 import httpx
 import respx
 
@@ -27,6 +30,13 @@ from .transport import RequestSpec, Transport
 
 RecordMode = Literal["none", "once", "new_episodes", "all", "rewrite"]
 RECORD_MODES: tuple[str, ...] = ("none", "once", "new_episodes", "all", "rewrite")
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """One verified TLS context for the whole process: building one (loading the CA bundle) costs more
+    than replaying a check, and httpx would otherwise build one per client."""
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def model_slug(model: str) -> str:
@@ -72,6 +82,7 @@ class ProbeSession:
         self.replayer: Replayer | None = None
         self.recorded: list[Exchange] = []
         self._client: httpx.AsyncClient | None = None
+        self._router: respx.MockRouter | None = None
 
     # -- what this session will do ------------------------------------------------------------------
     @property
@@ -97,7 +108,7 @@ class ProbeSession:
 
     # -- sending ------------------------------------------------------------------------------------
     async def __aenter__(self) -> "ProbeSession":
-        self._client = httpx.AsyncClient(follow_redirects=False, trust_env=False)
+        self._client = httpx.AsyncClient(follow_redirects=False, trust_env=False, verify=tls_context())
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -127,12 +138,13 @@ class ProbeSession:
     async def _replay(self, spec: RequestSpec) -> Exchange:
         if self.replayer is None:
             raise CassetteError(f"no cassette at {self.path}")
-        router = respx.MockRouter(assert_all_called=False, assert_all_mocked=True)
-        router.route().mock(side_effect=self.replayer)
+        if self._router is None:
+            self._router = respx.MockRouter(assert_all_called=False, assert_all_mocked=True)
+            self._router.route().mock(side_effect=self.replayer)
         transport = Transport(self.provider, self._client, api_key=None, scrubber=self.scrubber, replay=True)  # type: ignore[arg-type]
         # the recorded URL's host may differ from today's base_url: only method, path and body match
         replay_spec = spec if self.provider.base_url else dataclasses.replace(spec, base_url="http://replay.invalid")
-        with router:
+        with self._router:
             return await transport.send(replay_spec)
 
     # -- writing ------------------------------------------------------------------------------------
