@@ -73,8 +73,11 @@ def test_max_tokens_length():
     assert obs and "before the cap" in obs[0].value
     assert quirk_of(params.max_tokens_finish_length, reply(finish="stop", completion_tokens=5)) \
         == "params.max-tokens-finish-reason"
-    assert quirk_of(params.max_tokens_finish_length, reply(finish="eos", completion_tokens=6)) \
+    assert quirk_of(params.max_tokens_finish_length, reply(finish="eos", completion_tokens=5)) \
         == "params.max-tokens-finish-reason"
+    # over the cap: max_tokens was ignored, which params.max-tokens-cap reports
+    assert blocked_by(params.max_tokens_finish_length, reply(finish="stop", completion_tokens=6)) \
+        == "params.max-tokens-cap"
     assert blocked_by(params.max_tokens_finish_length, reply(finish="stop", completion_tokens=None)) \
         == "chat.usage-arithmetic"
     assert blocked_by(params.max_tokens_finish_length, REJECTED) == "params.max-tokens-cap"

@@ -340,6 +340,10 @@ def max_tokens_beyond_window_refused(ex: Exchange) -> None:
     choices = body.get("choices")
     finish = choices[0].get("finish_reason") if isinstance(choices, list) and choices \
         and isinstance(choices[0], dict) else None
+    if finish != "length":   # stopped on its own: whether max_tokens was lowered does not show
+        return [Observation("context.max-tokens-over-remaining",
+                            f"answered HTTP {ex.status}; the model stopped by itself ({finish!r}) after "
+                            f"{completion_tokens} tokens, before the window ran out")]
     raise QuirkFound("context.overflow-max-tokens-shrunk",
                      f"prompt_tokens {prompt_tokens} + max_tokens {max_tokens} exceed the {plan.limit}-token window, "
                      f"yet the request was answered HTTP {ex.status} with {completion_tokens} completion tokens "

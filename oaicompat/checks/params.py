@@ -89,7 +89,9 @@ def max_tokens_finish_length(ex: Exchange) -> list[Observation]:
     if used is None:
         raise Blocked(f"finish_reason is {reason!r} and there is no usage to tell whether the cap was hit",
                       "chat.usage-arithmetic", ex)
-    if used >= CAP:
+    if used > CAP:
+        raise Blocked(f"completion_tokens {used} exceed max_tokens {CAP}", "params.max-tokens-cap", ex)
+    if used == CAP:
         raise QuirkFound("params.max-tokens-finish-reason",
                          f"completion_tokens {used} reached max_tokens {CAP} but finish_reason is {reason!r}", ex,
                          evidence(ex, f"< \"finish_reason\": {compact(reason)}, \"usage\": {compact(body.get('usage'))}"))

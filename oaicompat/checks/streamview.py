@@ -57,7 +57,7 @@ class StreamView:
     def deltas(self, index: int = 0) -> list[dict[str, Any]]:
         out = []
         for o in self.objects:
-            for ch in o.get("choices") or []:
+            for ch in _choices(o):
                 if isinstance(ch, dict) and ch.get("index", 0) == index and isinstance(ch.get("delta"), dict):
                     out.append(ch["delta"])
         return out
@@ -69,7 +69,7 @@ class StreamView:
         """(chunk position, choice dict) for every chunk that carries choice `index`."""
         out = []
         for pos, o in enumerate(self.objects):
-            for ch in o.get("choices") or []:
+            for ch in _choices(o):
                 if isinstance(ch, dict) and ch.get("index", 0) == index:
                     out.append((pos, ch))
         return out
@@ -80,6 +80,11 @@ class StreamView:
 
     def usage_chunks(self) -> list[tuple[int, dict[str, Any]]]:
         return [(pos, o) for pos, o in enumerate(self.objects) if o.get("usage") is not None]
+
+
+def _choices(obj: dict[str, Any]) -> list[Any]:
+    choices = obj.get("choices")
+    return choices if isinstance(choices, list) else []
 
 
 def stream_view(ex: Exchange) -> StreamView:
