@@ -95,6 +95,42 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1 if diffs else 0
 
 
+def _cassette_of(test_id: str, provider: str) -> str:
+    """suites/test_chat.py::test_x[p-m] → fixtures/cassettes/<p>/test_chat/test_x.yaml (the default model's)."""
+    path, _, name = test_id.partition("::")
+    return f"fixtures/cassettes/{provider}/{Path(path).stem}/{name.split('[')[0]}.yaml"
+
+
+def propose_expectations(doc: dict, provider: str) -> dict[str, dict[str, str]]:
+    """Expectations for the quirks a run found but providers.yaml does not declare: reason from the
+    finding, source the cassette (or third-party file) that shows it, origin `model` for capability checks."""
+    out: dict[str, dict[str, str]] = {}
+    for r in doc["records"]:
+        if r["provider"] != provider or r["outcome"] != "unexpected-quirk":
+            continue
+        for quirk in r["quirks"]:
+            detail = r["message"].split("] ", 1)[-1].split(" — not declared", 1)[0]
+            ev = next((e for e in r["evidence"] if e.get("cassette") or e.get("imported_file")), {})
+            source = ev.get("cassette") or ev.get("imported_file") or _cassette_of(r["test"], provider)
+            entry = {"reason": f"observed: {detail}"[:300], "source": source}
+            if r["kind"] == "capability":
+                entry["origin"] = "model"
+            out.setdefault(quirk, entry)
+    return out
+
+
+def cmd_propose(args: argparse.Namespace) -> int:
+    import yaml
+    from .results import load_results
+
+    doc = load_results(Path(args.results))
+    proposed = propose_expectations(doc, args.provider)
+    if proposed:
+        print(yaml.safe_dump({"expectations": proposed}, sort_keys=True, allow_unicode=True, width=200), end="")
+    print(f"# {len(proposed)} undeclared quirk(s) for {args.provider}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oaicompat", description=__doc__)
     parser.add_argument("--providers-file", default=str(PROVIDERS_FILE), help="providers.yaml to read")
@@ -109,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("recorded")
     c.add_argument("live")
     c.set_defaults(func=cmd_compare)
+    pr = sub.add_parser("propose", help="print providers.yaml expectations for the undeclared quirks a run found")
+    pr.add_argument("results")
+    pr.add_argument("--provider", required=True)
+    pr.set_defaults(func=cmd_propose)
     for name, (_, _, help_text) in DELEGATED.items():
         sub.add_parser(name, help=help_text, add_help=False)
     return parser
