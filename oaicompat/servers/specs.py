@@ -33,8 +33,11 @@ from .errors import InstallError, run_logged
 
 #: Served model id on every server.
 MODEL_ID = "gemma"
-#: Context length on every server, so one over-long prompt is over-long everywhere.
+#: Context length on every server but llama-cpp-python (below); providers.yaml `limits` says each one.
 CONTEXT_TOKENS = 4096
+# llama-cpp-python answers a request without `messages`, or one whose max_completion_tokens it ignores, by
+# generating until its context is full; a smaller window keeps those runaways to seconds, not minutes.
+LLAMA_CPP_PYTHON_CONTEXT_TOKENS = 1024
 #: Environment variable that carries the shared API key (never written to disk).
 KEY_ENV = "OAICOMPAT_LOCAL_KEY"
 LOOPBACK = "127.0.0.1"
@@ -333,7 +336,7 @@ class LlamaCppPythonSpec(VenvSpec):
             "--port",
             str(port),
             "--n_ctx",
-            str(CONTEXT_TOKENS),
+            str(LLAMA_CPP_PYTHON_CONTEXT_TOKENS),
             "--n_threads",
             "2",
             "--model_alias",
