@@ -278,7 +278,7 @@ def test_configured_providers_without_recordings_get_not_recorded_columns() -> N
 
 
 def test_summary_counts_and_timings_say_recorded_or_live_with_their_date() -> None:
-    t = {"ttft": 0.2, "total": 1.2, "completion_tokens": 50, "level": "recorded"}
+    t = {"ttft": 0.2, "total": 1.2, "completion_tokens": 51, "gap_p50": 0.02, "level": "recorded"}
     recorded = [rec("r", "stream.a", timing=t), rec("r", "stream.b", "unexpected-quirk", quirks=("stream.q",),
                                                      timing={**t, "ttft": 0.4, "total": 2.4}),
                 rec("r", "stream.c", "violation")]
@@ -288,7 +288,10 @@ def test_summary_counts_and_timings_say_recorded_or_live_with_their_date() -> No
     s = {c.provider: c.summary for c in report.columns}
     assert (s["r"].passed, s["r"].total, s["r"].quirks, s["r"].unexpected, s["r"].failing) == (1, 3, ("stream.q",), 1, 2)
     assert s["r"].ttft_ms == 300.0           # median of 200 and 400 ms
-    assert s["r"].tokens_per_s == 37.5       # median of 50/1.0 and 50/2.0
+    assert s["r"].tokens_per_s == 37.5       # median of 50/1.0 and 50/2.0 (tokens after the first)
+    unstreamed = {"ttft": 1.19, "total": 1.2, "completion_tokens": 51, "level": "recorded"}
+    only_body = build_report([("u.json", doc([rec("u", "chat.a", timing=unstreamed)]))])
+    assert only_body.columns[0].summary.tokens_per_s is None   # no decode rate from a one-piece body
     assert s["r"].timing_label == "recorded 2026-09-01"
     assert s["l"].timing_label == "live 2026-10-30"
     assert {c.provider: c.date_label for c in report.columns} == {"r": "recorded 2026-09-01", "l": "live 2026-10-30"}

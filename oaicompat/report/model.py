@@ -71,9 +71,11 @@ def _timing_summary(group: Sequence[Entry]) -> tuple[float | None, float | None,
         ttft, total, tokens = t.get("ttft"), t.get("total"), t.get("completion_tokens")
         if isinstance(ttft, (int, float)) and ttft >= 0:
             ttfts.append(float(ttft))
-        if isinstance(tokens, int) and tokens > 0 and isinstance(total, (int, float)) and total > 0:
-            span = total - ttft if isinstance(ttft, (int, float)) and 0 <= ttft < total else total
-            rates.append(tokens / span)
+        # decode rate only where it shows: a stream (it has inter-chunk gaps), tokens after the first one
+        streamed = isinstance(t.get("gap_p50"), (int, float))
+        if streamed and isinstance(tokens, int) and tokens > 1 and isinstance(total, (int, float)) \
+                and isinstance(ttft, (int, float)) and 0 <= ttft < total:
+            rates.append((tokens - 1) / (total - ttft))
         level = text(t.get("level"), 20) or "recorded"
         when = e.run.started_at if level == "live" else max(
             (text(ev.get("recorded_at"), 40) for ev in e.rec.get("evidence") or [] if ev.get("recorded_at")),
