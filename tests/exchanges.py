@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
+from oaicompat.checks.base import Blocked, Observation, QuirkFound, spec_of
 from oaicompat.exchange import Chunk, Exchange, Request, TransportFailure
 
 
@@ -60,3 +63,22 @@ def chunk(delta: dict[str, Any] | None = None, *, finish_reason: str | None = No
          [{"index": index, "delta": delta or {}, "logprobs": None, "finish_reason": finish_reason}]}
     c.update(extra)
     return c
+
+
+def quirk_of(fn, *exs: Exchange) -> str:
+    """The quirk id the check `fn` raises on these exchanges (fails the test if it raises none)."""
+    with pytest.raises(QuirkFound) as info:
+        spec_of(fn).run(*exs)
+    return info.value.quirk
+
+
+def blocked_by(fn, *exs: Exchange) -> str:
+    """The owner named by the Blocked the check `fn` raises on these exchanges."""
+    with pytest.raises(Blocked) as info:
+        spec_of(fn).run(*exs)
+    return info.value.owner
+
+
+def passes(fn, *exs: Exchange) -> list[Observation]:
+    """The observations of a check that passes on these exchanges."""
+    return spec_of(fn).run(*exs)

@@ -1,7 +1,6 @@
 """The quirk catalogue, the checks and providers.yaml agree with each other."""
 
 import ast
-from pathlib import Path
 
 import oaicompat.checks  # noqa: F401
 from oaicompat.checks.base import CHECKS, PROBES

@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from oaicompat.checks import chat
-from oaicompat.checks.base import CHECKS, Blocked, Finding, Observation, QuirkFound, spec_of
+from oaicompat.checks.base import CHECKS, Finding, QuirkFound, spec_of
 from oaicompat.exchange import Chunk, Exchange, TransportFailure
-from tests.exchanges import completion, json_exchange, request
+from tests.exchanges import blocked_by, passes, quirk_of, completion, json_exchange, request
 
 BASIC_REQ = {"model": "m", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16, "temperature": 0}
 PARTS_REQ = {**BASIC_REQ, "messages": [{"role": "user", "content": [{"type": "text", "text": "Say hello."}]}]}
@@ -37,21 +37,6 @@ def with_(path: str, value: Any, *, delete: bool = False) -> Exchange:
         node[keys[-1]] = value
     return ok(body)
 
-
-def quirk_of(fn, *exs: Exchange) -> str:
-    with pytest.raises(QuirkFound) as info:
-        spec_of(fn).run(*exs)
-    return info.value.quirk
-
-
-def blocked_by(fn, *exs: Exchange) -> str:
-    with pytest.raises(Blocked) as info:
-        spec_of(fn).run(*exs)
-    return info.value.owner
-
-
-def passes(fn, *exs: Exchange) -> list[Observation]:
-    return spec_of(fn).run(*exs)
 
 
 REJECTED = json_exchange(ERROR, status=400, req=BASIC_REQ)

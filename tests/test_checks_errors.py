@@ -12,11 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from oaicompat.checks import errors
-from oaicompat.checks.base import CHECKS, PROBES, Blocked, Finding, Observation, ProbeContext, QuirkFound, spec_of
+from oaicompat.checks.base import CHECKS, PROBES, Finding, Observation, ProbeContext, QuirkFound, spec_of
 from oaicompat.config import load_providers
 from oaicompat.paths import PROVIDERS_FILE
 from oaicompat.exchange import Chunk, Exchange, TransportFailure
-from tests.exchanges import completion, json_exchange, request
+from tests.exchanges import blocked_by, passes, quirk_of, completion, json_exchange, request
 
 BASIC = json_exchange(completion())
 PROVIDER = next(iter(load_providers(PROVIDERS_FILE, {}).providers.values()))
@@ -46,21 +46,6 @@ UNAUTHORIZED = refusal(401, envelope("Incorrect API key provided", code="invalid
 NOT_FOUND_MODEL = refusal(404, envelope("The model `x` does not exist", code="model_not_found"))
 BAD = refusal(400)
 
-
-def quirk_of(fn, *exs: Exchange) -> str:
-    with pytest.raises(QuirkFound) as info:
-        spec_of(fn).run(*exs)
-    return info.value.quirk
-
-
-def blocked_by(fn, *exs: Exchange) -> str:
-    with pytest.raises(Blocked) as info:
-        spec_of(fn).run(*exs)
-    return info.value.owner
-
-
-def passes(fn, *exs: Exchange) -> list[Observation]:
-    return spec_of(fn).run(*exs)
 
 
 def conformant_errors() -> list[Exchange]:

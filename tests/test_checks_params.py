@@ -12,11 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from oaicompat.checks import params
-from oaicompat.checks.base import CHECKS, PROBES, Blocked, Finding, Observation, ProbeContext, QuirkFound, spec_of
+from oaicompat.checks.base import CHECKS, PROBES, Finding, Observation, ProbeContext, spec_of
 from oaicompat.config import load_providers
 from oaicompat.exchange import Chunk, Exchange, TransportFailure
 from oaicompat.paths import PROVIDERS_FILE
-from tests.exchanges import completion, json_exchange, request
+from tests.exchanges import blocked_by, passes, quirk_of, completion, json_exchange, request
 
 PROVIDER = next(iter(load_providers(PROVIDERS_FILE, {}).providers.values()))
 ERROR = {"error": {"message": "Unrecognized request argument supplied", "type": "invalid_request_error",
@@ -37,21 +37,6 @@ def reply(content: str = "Hello", *, finish: str = "stop", completion_tokens: in
                          "total_tokens": 5 + completion_tokens}
     return json_exchange(body)
 
-
-def quirk_of(fn, *exs: Exchange) -> str:
-    with pytest.raises(QuirkFound) as info:
-        spec_of(fn).run(*exs)
-    return info.value.quirk
-
-
-def blocked_by(fn, *exs: Exchange) -> str:
-    with pytest.raises(Blocked) as info:
-        spec_of(fn).run(*exs)
-    return info.value.owner
-
-
-def passes(fn, *exs: Exchange) -> list[Observation]:
-    return spec_of(fn).run(*exs)
 
 
 # -- token caps ---------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from typing import Any
 from ..exchange import Exchange, Request
 from ..transport import RequestSpec
 from .base import (Blocked, NotApplicable, Observation, ProbeContext, QuirkFound, Violation, check, clip, compact,
-                   evidence, first_choice, probe, status_line)
+                   evidence, probe, status_line)
 from .image import error_envelope_problem, outcome
 from .streamview import event_line, stream_view
 

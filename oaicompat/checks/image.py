@@ -23,7 +23,6 @@ from ..paths import FIXTURES
 from ..transport import RequestSpec
 from .base import (Blocked, Observation, ProbeContext, QuirkFound, Violation, check, clip, compact, evidence,
                    first_choice, probe, require_success)
-from .streamview import StreamView, stream_view
 
 TEST_IMAGE = FIXTURES / "inputs" / "red-64x64.png"
 #: A stable public PNG (Wikimedia Commons' PNG transparency demonstration: two dice). It is only sent to

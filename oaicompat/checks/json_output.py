@@ -163,10 +163,7 @@ class Reply:
 
 
 def reply(ex: Exchange, owner: str) -> Reply:
-    try:
-        body = require_success(ex, owner)
-    except RecursionError:
-        raise Blocked("the body is JSON nested too deeply to read", owner, ex) from None
+    body = require_success(ex, owner)
     choice = first_choice(body, owner, ex)
     message = choice.get("message")
     if not isinstance(message, dict):

@@ -18,7 +18,6 @@ by `stream.truncated`, a 200 body that is not SSE by `stream.body-is-sse`, non-J
 
 from __future__ import annotations
 
-import json
 import reprlib
 from typing import Any
 

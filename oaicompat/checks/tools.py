@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Sequence
 
-import jsonschema
 
 from ..exchange import Exchange, Request
 from ..paths import SCHEMAS
@@ -140,7 +139,7 @@ def parallel_stream(ctx: ProbeContext) -> RequestSpec:
 
 
 @probe("tools.parallel-off")
-def parallel_off(ctx: ProbeContext) -> RequestSpec:
+def parallel_off_request(ctx: ProbeContext) -> RequestSpec:
     """tools.parallel with parallel_tool_calls: false."""
     return _tool_request(ctx, PARALLEL_PROMPT, tool_choice="required", max_tokens=64, parallel_tool_calls=False)
 
@@ -224,10 +223,7 @@ class Reply:
 
 def reply(ex: Exchange, owner: str) -> Reply:
     """The reply of a non-streamed exchange, else Blocked naming `owner`."""
-    try:
-        body = require_success(ex, owner)
-    except RecursionError:
-        raise Blocked("the body is JSON nested too deeply to read", owner, ex) from None
+    body = require_success(ex, owner)
     choice = first_choice(body, owner, ex)
     message = choice.get("message")
     if not isinstance(message, dict):
