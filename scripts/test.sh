@@ -10,7 +10,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 ART="${OAICOMPAT_ARTIFACTS:-$(mktemp -d -t oaicompat-test.XXXXXX)}"
 mkdir -p "$ART"
-SERVERS="${OAICOMPAT_SERVERS_LIST:-llama-server,llama-cpp-python,vllm,litellm}"
+SERVERS="${OAICOMPAT_SERVERS_LIST:-vllm,llama-cpp-python,llama-server,litellm}"
 status=0
 
 step() { printf '\n=== %s\n' "$*" >&2; }
@@ -25,35 +25,42 @@ run_pytest() {  # fail on any non-zero exit, including 5 (no tests ran)
 step "Chromium (for the report tests)"
 scripts/install-chromium.sh || status=1
 
-step "real local servers: $SERVERS (built once into ~/.cache/oaicompat)"
-env_lines="$(python -m oaicompat.cli servers up ${SERVERS//,/ })"
-up_rc=$?
+# One server at a time: two llama.cpp engines (or vLLM's CPU worker) on two cores spin against each other and
+# slow generation a hundredfold. LiteLLM proxies llama-server, so those two share one stage.
+stage_servers() {  # $1: the servers to start; $2: the providers to run live against them
+  step "real local servers: $1 (built once into ~/.cache/oaicompat)"
+  local env_lines up_rc p
+  env_lines="$(python -m oaicompat.cli servers up $1)"; up_rc=$?
+  eval "$env_lines"
+  if [ "$up_rc" -ne 0 ]; then
+    echo "oaicompat servers up $1 failed (the message above names the log)" >&2
+    status=1
+    python -m oaicompat.cli servers down >&2
+    return
+  fi
+  export OAICOMPAT_SERVERS_LIVE=1
+  for p in $2; do
+    step "suites live against $p"
+    run_pytest suites --provider="$p" --live --results "$ART/live-$p.json" -q
+    step "$p: live outcomes must match the recorded ones"
+    run_pytest suites --provider="$p" --results "$ART/recorded-$p.json" -q
+    python -m oaicompat.cli compare "$ART/recorded-$p.json" "$ART/live-$p.json" || status=1
+  done
+  python -m oaicompat.cli servers down >&2
+}
+
 trap 'python -m oaicompat.cli servers down >&2' EXIT
-eval "$env_lines"
-if [ "$up_rc" -eq 0 ]; then
-  export OAICOMPAT_SERVERS=1 OAICOMPAT_SERVERS_LIVE=1   # enables the tests marked `servers`
-  step "suites live against the real servers (one shard per server, in parallel)"
-  pids=()
-  for p in ${SERVERS//,/ }; do
-    python -m pytest -p no:cacheprovider suites --provider="$p" --live --results "$ART/live-$p.json" -q \
-      > "$ART/live-$p.log" 2>&1 &
-    pids+=("$!")
-  done
-  for i in "${!pids[@]}"; do
-    wait "${pids[$i]}"; rc=$?
-    p=$(echo "${SERVERS//,/ }" | cut -d' ' -f$((i + 1)))
-    tail -n 15 "$ART/live-$p.log"
-    if [ "$rc" -ne 0 ]; then echo "live run of $p failed (exit $rc): $ART/live-$p.log" >&2; status=1; fi
-  done
-  step "the same providers replayed from their cassettes"
-  run_pytest suites --provider="$SERVERS" --results "$ART/recorded.json" -q
-  step "live outcomes must match the recorded ones"
-  for p in ${SERVERS//,/ }; do
-    python -m oaicompat.cli compare "$ART/recorded.json" "$ART/live-$p.json" || status=1
-  done
-else
-  echo "oaicompat servers up failed (the message above names the log)" >&2
-  status=1
+for stage in ${SERVERS//,/ }; do
+  case "$stage" in
+    litellm) ;;                                   # runs in the llama-server stage
+    llama-server)
+      if [[ ",$SERVERS," == *",litellm,"* ]]; then stage_servers "llama-server litellm" "llama-server litellm"
+      else stage_servers "llama-server" "llama-server"; fi ;;
+    *) stage_servers "$stage" "$stage" ;;
+  esac
+done
+if [[ ",$SERVERS," == *",litellm,"* && ",$SERVERS," != *",llama-server,"* ]]; then
+  stage_servers "llama-server litellm" "litellm"
 fi
 
 step "offline replay of every recorded provider"
