@@ -38,7 +38,6 @@ stage_servers() {  # $1: the servers to start; $2: the providers to run live aga
     python -m oaicompat.cli servers down >&2
     return
   fi
-  export OAICOMPAT_SERVERS_LIVE=1
   for p in $2; do
     step "suites live against $p"
     run_pytest suites --provider="$p" --live --results "$ART/live-$p.json" -q
@@ -46,6 +45,8 @@ stage_servers() {  # $1: the servers to start; $2: the providers to run live aga
     run_pytest suites --provider="$p" --results "$ART/recorded-$p.json" -q
     python -m oaicompat.cli compare "$ART/recorded-$p.json" "$ART/live-$p.json" || status=1
   done
+  step "oaicompat nightly, live against: $2"
+  OAICOMPAT_SERVERS_LIVE=1 OAICOMPAT_SERVERS_LIST="${2// /,}" run_pytest tests/test_nightly.py -q -k real_servers
   python -m oaicompat.cli servers down >&2
 }
 
