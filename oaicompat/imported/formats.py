@@ -20,7 +20,7 @@ import zlib
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 import yaml
@@ -273,11 +273,14 @@ def _status(raw: Any, what: str) -> int | None:
 
 # -- vcrpy (Python) --------------------------------------------------------------------------------------
 
-def read_vcrpy(doc: dict[str, Any]) -> list[RawInteraction]:
-    interactions = doc.get("interactions")
+def _interactions(doc: dict[str, Any], key: str, label: str) -> Iterator[tuple[
+        int, dict[str, Any], str, dict[str, Any], dict[str, Any], list[tuple[str, str]], list[tuple[str, str]]]]:
+    """(index, interaction, where, request, response, request headers, response headers) of each well-formed
+    interaction under `key`;
+    the first malformed one raises RecordingError naming it (VCR and vcrpy share this shape)."""
+    interactions = doc.get(key)
     if not isinstance(interactions, list):
-        raise RecordingError("vcrpy cassette has no 'interactions' list")
-    out: list[RawInteraction] = []
+        raise RecordingError(f"{label} has no '{key}' list")
     for i, inter in enumerate(interactions):
         where = f"interaction {i}"
         if not isinstance(inter, dict) or not isinstance(inter.get("request"), dict) \
@@ -288,6 +291,11 @@ def read_vcrpy(doc: dict[str, Any]) -> list[RawInteraction]:
             raise RecordingError(f"{where}: request needs 'method' and 'uri'")
         rq_headers = _header_list(rq.get("headers"), f"{where} request")
         rs_headers = _header_list(rs.get("headers"), f"{where} response")
+        yield i, inter, where, rq, rs, rq_headers, rs_headers
+
+def read_vcrpy(doc: dict[str, Any]) -> list[RawInteraction]:
+    out: list[RawInteraction] = []
+    for i, inter, where, rq, rs, rq_headers, rs_headers in _interactions(doc, "interactions", "vcrpy cassette"):
         if "parsed_body" in rq:
             rq_body = Body("parsed", parsed=rq["parsed_body"],
                            note="the recorder parsed the JSON body and stored the structure, not the bytes")
@@ -335,20 +343,8 @@ def _ruby_body(raw: Any, headers: list[tuple[str, str]], what: str) -> Body:
 
 
 def read_ruby_vcr(doc: dict[str, Any]) -> list[RawInteraction]:
-    interactions = doc.get("http_interactions")
-    if not isinstance(interactions, list):
-        raise RecordingError("Ruby VCR cassette has no 'http_interactions' list")
     out: list[RawInteraction] = []
-    for i, inter in enumerate(interactions):
-        where = f"interaction {i}"
-        if not isinstance(inter, dict) or not isinstance(inter.get("request"), dict) \
-                or not isinstance(inter.get("response"), dict):
-            raise RecordingError(f"{where}: needs a 'request' and a 'response' mapping (truncated?)")
-        rq, rs = inter["request"], inter["response"]
-        if not isinstance(rq.get("uri"), str) or not isinstance(rq.get("method"), str):
-            raise RecordingError(f"{where}: request needs 'method' and 'uri'")
-        rq_headers = _header_list(rq.get("headers"), f"{where} request")
-        rs_headers = _header_list(rs.get("headers"), f"{where} response")
+    for i, inter, where, rq, rs, rq_headers, rs_headers in _interactions(doc, "http_interactions", "Ruby VCR cassette"):
         rq_body = _ruby_body(rq.get("body"), rq_headers, f"{where} request body")
         rs_body = _ruby_body(rs.get("body"), rs_headers, f"{where} response body")
         recorded = inter.get("recorded_at")
