@@ -32,6 +32,7 @@ import yaml
 from . import __version__
 from .errors import CassetteError, CassetteMiss
 from .exchange import Attempt, Chunk, Exchange, Request, TransportFailure
+from .paths import shown_path
 from .scrub import Scrubber
 from .transport import RECORDED_EXTENSION
 
@@ -174,7 +175,7 @@ class Cassette:
         return cassette
 
     def exchanges(self) -> list[Exchange]:
-        meta = {"cassette": str(self.path), "recorded_at": self.header.get("recorded_at")}
+        meta = {"cassette": shown_path(self.path), "recorded_at": self.header.get("recorded_at")}
         return [interaction_to_exchange(i, meta=meta) for i in self.interactions]
 
     def dump(self, scrubber: Scrubber) -> str:
@@ -288,7 +289,7 @@ class Replayer:
             "attempts": inter.get("attempts", []),
             "elapsed": inter.get("elapsed"),
             "failure": failure,
-            "meta": {"cassette": str(self.cassette.path),
+            "meta": {"cassette": shown_path(self.cassette.path),
                      "recorded_at": self.cassette.header.get("recorded_at")},
         }
         return httpx.Response(rs["status"], headers=headers, stream=_ReplayStream(chunks, failure),

@@ -12,3 +12,13 @@ CASSETTES = FIXTURES / "cassettes"
 IMPORTED = FIXTURES / "imported"
 PROVIDERS_FILE = PROJECT_ROOT / "providers.yaml"
 REPORTS = PROJECT_ROOT / "reports"
+
+
+def shown_path(path: Path | str) -> str:
+    """A file as reports and results name it: relative to the checkout when inside it (so a published page reads
+    the same on every machine), else as given."""
+    p = Path(path)
+    try:
+        return p.resolve().relative_to(PROJECT_ROOT).as_posix()
+    except ValueError:
+        return str(p)

@@ -80,3 +80,14 @@ def test_scrubber_applies_to_written_text(tmp_path):
         Scrubber.from_env(["K"], {"K": "sk-planted-secret-123456"}))
     assert "sk-planted-secret-123456" not in path.read_text()
     assert "[REDACTED:K]" in path.read_text()
+
+
+def test_evidence_names_a_committed_cassette_relative_to_the_checkout():
+    """Published pages quote the cassette path: it must read the same in every clone."""
+    from oaicompat.paths import CASSETTES, PROJECT_ROOT, shown_path
+
+    committed = next(CASSETTES.rglob("*.yaml"))
+    meta = Cassette.load(committed).exchanges()[0].meta
+    assert meta["cassette"] == committed.relative_to(PROJECT_ROOT).as_posix()
+    assert not meta["cassette"].startswith("/")
+    assert shown_path("/elsewhere/c.yaml") == "/elsewhere/c.yaml"

@@ -1,6 +1,7 @@
 """reports/ holds the published report of the committed cassettes and imported evidence: regenerating it
 with the main command must give the same files (else: run `oaicompat run` and commit reports/)."""
 
+import difflib
 import re
 import subprocess
 import sys
@@ -34,4 +35,13 @@ def test_published_report_is_current(tmp_path):
     published, fresh = tree(REPORTS), tree(out)
     assert fresh == published, f"pages added {sorted(fresh - published)[:10]}, removed {sorted(published - fresh)[:10]}"
     stale = [name for name in sorted(fresh) if content(out / name) != content(REPORTS / name)]
-    assert not stale, f"reports/ is stale ({len(stale)} files differ, e.g. {stale[:5]}): run `oaicompat run` and commit reports/"
+    assert not stale, (f"reports/ is stale ({len(stale)} files differ, e.g. {stale[:5]}): run `oaicompat run` and commit "
+                       f"reports/. First difference in {stale[0] if stale else ''}:\n{first_difference(out, stale)}")
+
+
+def first_difference(out: Path, stale: list[str]) -> str:
+    if not stale:
+        return ""
+    old = content(REPORTS / stale[0]).decode("utf-8", "replace").splitlines()
+    new = content(out / stale[0]).decode("utf-8", "replace").splitlines()
+    return "\n".join(list(difflib.unified_diff(old, new, "published", "fresh", n=0, lineterm=""))[:8])
