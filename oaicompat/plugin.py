@@ -5,6 +5,7 @@ User-facing surface:
     --model NAME                        a model id or alias (default: each provider's default model)
     --record-mode none|once|new_episodes|all|rewrite   (pytest-recording's meanings; default none = replay)
     --live                              talk to the providers, write no cassette
+    --servers                           start the real local servers the run needs; stop them at the end
     --providers-file, --cassette-dir, --results
 
     async def test_object(run_check):
@@ -54,6 +55,7 @@ class OaicompatState:
     memo: LiveMemo = field(default_factory=LiveMemo)
     down: dict[str, str] = field(default_factory=dict)          # provider → why it is unavailable
     results: ResultsLog | None = None
+    servers: Any = None                  # RunServers started by --servers, stopped at unconfigure
 
     @property
     def record_mode(self) -> str:
@@ -117,6 +119,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="none (replay only, default), once, new_episodes, all, rewrite — as in pytest-recording")
     group.addoption("--live", dest="oaicompat_live", action="store_true",
                     help="send every request to the provider and write no cassette")
+    group.addoption("--servers", dest="oaicompat_servers", action="store_true",
+                    help="start the real local servers among the chosen providers (as `oaicompat servers up`, "
+                         "installing into the cache if needed) for a live run, and stop the ones this run "
+                         "started when it ends")
     group.addoption("--providers-file", dest="oaicompat_providers_file", default=None,
                     help="path of providers.yaml (default: the one in the project root)")
     group.addoption("--cassette-dir", dest="oaicompat_cassette_dir", default=None,
@@ -130,6 +136,34 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STASH] = state
     if config.getoption("oaicompat_provider") or config.getoption("oaicompat_model"):
         state.targets()   # an unknown provider or model is one usage error, before collection
+    if config.getoption("oaicompat_servers"):
+        _start_servers(state)
+
+
+def _start_servers(state: OaicompatState) -> None:
+    from .servers.for_run import bring_up, servers_for
+
+    if not state.live:
+        raise pytest.UsageError("--servers starts servers for a live run: add --live or a --record-mode")
+    names = servers_for(t.provider.name for t in state.targets())
+    if not names:
+        raise pytest.UsageError("--servers: none of the chosen providers is a local server oaicompat starts; "
+                                "name one with --provider (llama-server, llama-cpp-python, vllm, litellm)")
+    try:
+        state.servers = bring_up(names)
+    except OaicompatError as exc:
+        raise pytest.UsageError(f"--servers: {exc}") from None
+    state.env.update(state.servers.env)   # the URLs and key providers.yaml reads; never written to disk
+    state._providers = None               # read providers.yaml again with the servers' URLs
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(STASH, None)
+    if state is not None and state.servers is not None:
+        from .servers.for_run import take_down
+
+        take_down(state.servers)
+        state.servers = None
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -45,6 +45,8 @@ stage_servers() {  # $1: the servers to start; $2: the providers to run live aga
     run_pytest suites --provider="$p" --results "$ART/recorded-$p.json" -q
     python -m oaicompat.cli compare "$ART/recorded-$p.json" "$ART/live-$p.json" || status=1
   done
+  step "the servers' own tests (a chat completion each; the key kept out of logs and argv): $1"
+  OAICOMPAT_SERVERS=1 run_pytest tests/test_servers.py -q -m servers -rs
   step "oaicompat nightly, live against: $2"
   OAICOMPAT_SERVERS_LIVE=1 OAICOMPAT_SERVERS_LIST="${2// /,}" run_pytest tests/test_nightly.py -q -k real_servers
   python -m oaicompat.cli servers down >&2

@@ -464,3 +464,85 @@ def test_real_server_answers_a_chat_completion_and_keeps_the_key_out_of_its_log(
     assert key not in Path(server.log).read_text(errors="replace")
     assert key not in " ".join(server.cmd)
     assert manager.probe(server.base_url + "/models", "sk-local-wrong") != 200
+
+
+# --------------------------------------------------------------------------- pytest --servers (for_run)
+
+from oaicompat.servers import for_run  # noqa: E402
+
+
+def test_servers_for_keeps_the_local_servers_in_order() -> None:
+    assert for_run.servers_for(["openai", "vllm", "litellm", "qwen"]) == ["vllm", "litellm"]
+
+
+def test_bring_up_returns_the_env_and_take_down_stops_only_what_it_started(
+    fake_specs: dict[str, specs.ServerSpec], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(manager, "install", lambda names=None: {})
+    monkeypatch.setenv(specs.KEY_ENV, KEY)
+    run = for_run.bring_up(["fake-b"])           # requires fake-a: both start
+    try:
+        assert sorted(run.started) == ["fake-a", "fake-b"]
+        assert run.env[specs.KEY_ENV] == KEY
+        assert run.env["FAKE_A_URL"].startswith("http://127.0.0.1:") and "FAKE_B_URL" in run.env
+    finally:
+        assert sorted(for_run.take_down(run)) == ["fake-a", "fake-b"]
+    assert manager.status() == {}
+
+    manager.up(["fake-a"], key=KEY, do_install=False)   # already running before the run: used, left running
+    try:
+        run = for_run.bring_up(["fake-a", "fake-b"])
+        assert run.started == ["fake-b"]
+        for_run.take_down(run)
+        assert set(manager.status()) == {"fake-a"}
+    finally:
+        manager.down(None)
+
+
+REFERENCE_SERVER = textwrap.dedent(
+    f"""
+    import sys, time
+    sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+    from tests.support.wire_server import WireServer, conformant
+    WireServer(conformant, port=int(sys.argv[1])).start()
+    print("reference server listening", flush=True)
+    time.sleep(3600)
+    """
+)
+
+
+def test_pytest_servers_option_starts_the_server_runs_live_and_stops_it(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`pytest --provider=ref --live --servers`: the run starts `ref`, reads its URL and key, and stops it."""
+    script = tmp_path / "reference_server.py"
+    script.write_text(REFERENCE_SERVER)
+    table: dict[str, specs.ServerSpec] = {"ref": FakeSpec("ref", script, "REF_URL")}
+    for module in (specs, manager):
+        monkeypatch.setattr(module, "SPECS", table)
+        monkeypatch.setattr(module, "get_spec", table.__getitem__)
+    monkeypatch.setattr(manager, "install", lambda names=None: {})
+    providers = {"version": 1, "providers": {"ref": {
+        "kind": "local", "title": "Ref", "base_url": "${REF_URL:-http://127.0.0.1:9/v1}",
+        "api_key_env": specs.KEY_ENV, "model": "ref-model"}}}
+    pytester.makefile(".yaml", providers=json.dumps(providers))
+    pytester.makepyfile(test_suite="""
+from oaicompat.checks import chat
+
+async def test_object(run_check):
+    await run_check(chat.object_is_chat_completion)
+""")
+    pytester.makeini("[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n")
+    args = ["-p", "no:cacheprovider", "-p", "no:randomly", "--providers-file", str(pytester.path / "providers.yaml"),
+            "--cassette-dir", str(pytester.path / "cassettes"), "--results", str(pytester.path / "results.json")]
+
+    result = pytester.runpytest(*args, "--provider=ref", "--servers")      # replay: nothing to start for
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--servers starts servers for a live run*"])
+
+    result = pytester.runpytest(*args, "--provider=ref", "--live", "--servers")
+    result.assert_outcomes(passed=1)
+    doc = json.loads((pytester.path / "results.json").read_text())
+    assert doc["records"][0]["evidence"][0]["level"] == "live"
+    assert manager.status() == {}                                      # stopped at the end of the run
+    assert not (pytester.path / "cassettes").exists()                  # --live writes no cassette
