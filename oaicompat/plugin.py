@@ -56,6 +56,7 @@ class OaicompatState:
     down: dict[str, str] = field(default_factory=dict)          # provider → why it is unavailable
     results: ResultsLog | None = None
     servers: Any = None                  # RunServers started by --servers, stopped at unconfigure
+    restarted_after: set[int] = field(default_factory=set)   # ids of timed-out exchanges already acted on
 
     @property
     def record_mode(self) -> str:
@@ -235,6 +236,7 @@ async def _evaluate(request: pytest.FixtureRequest, target: Target, state: Oaico
                 exchanges.append(await session.send(probe.build(ctx), fresh=probe.fresh))
     except (CassetteMiss, CassetteError) as exc:
         return Outcome("error", str(exc)), exchanges
+    _restart_after_timeout(state, provider, api_key, exchanges)
     for ex in exchanges:
         if ex.source == "live" and ex.failure is not None and ex.failure.kind == "connect" and ex.status is None:
             state.down[provider.name] = f"cannot connect to {provider.base_url}: {ex.failure.message}"
@@ -247,6 +249,28 @@ async def _evaluate(request: pytest.FixtureRequest, target: Target, state: Oaico
     except Exception as exc:  # a harness bug, never a quirk
         observations, finding = (), exc
     return decide(spec, finding, provider, model, observations), exchanges
+
+
+def _restart_after_timeout(state: OaicompatState, provider: Provider, api_key: str | None,
+                           exchanges: list[Exchange]) -> None:
+    """A live request that timed out may leave a local server computing for minutes (and deaf to SIGTERM):
+    the servers whose spec says so are SIGKILLed by PID and restarted, once per timed-out request."""
+    timed_out = [ex for ex in exchanges if ex.source == "live" and ex.failure is not None
+                 and ex.failure.kind in ("timeout", "read-timeout") and id(ex) not in state.restarted_after]
+    if not timed_out or not api_key:
+        return
+    state.restarted_after.update(id(ex) for ex in timed_out)
+    from .servers.for_run import restart_hung
+
+    try:
+        note = restart_hung(provider.name, api_key)
+    except OaicompatError as exc:
+        state.down[provider.name] = f"restart after a timeout failed: {exc}"
+        note = f"{provider.name}: {state.down[provider.name]}"
+    if note:
+        reporter = state.pytest_config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"oaicompat: {note}")
 
 
 def _record(request: pytest.FixtureRequest, target: Target, state: OaicompatState, spec: CheckSpec,

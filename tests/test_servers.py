@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from oaicompat.servers import cli, manager, paths, specs
-from oaicompat.servers.errors import InstallError, KeyRequiredError, ServerStartError, run_logged
+from oaicompat.servers.errors import InstallError, KeyRequiredError, ServerError, ServerStartError, run_logged
 from oaicompat.servers.manager import RunningServer
 
 KEY = "sk-local-" + "ab" * 16
@@ -187,6 +187,7 @@ def test_env_var_names_are_the_agreed_ones() -> None:
         "llama-cpp-python": "LLAMA_CPP_PYTHON_URL",
         "vllm": "VLLM_URL",
         "litellm": "LITELLM_URL",
+        "transformers-serve": "TRANSFORMERS_SERVE_URL",
     }
 
 
@@ -215,7 +216,7 @@ def test_argv_never_carries_the_key(name: str) -> None:
     assert not any(KEY in arg for arg in argv)
     assert "5555" in argv
     assert specs.LOOPBACK in argv
-    assert KEY in spec.env(KEY).values()
+    assert (KEY in spec.env(KEY).values()) == spec.reads_key   # the key only ever travels in the environment
 
 
 def test_litellm_config_reads_the_key_from_the_environment(cache: Path) -> None:
@@ -546,3 +547,98 @@ async def test_object(run_check):
     assert doc["records"][0]["evidence"][0]["level"] == "live"
     assert manager.status() == {}                                      # stopped at the end of the run
     assert not (pytester.path / "cassettes").exists()                  # --live writes no cassette
+
+
+# --------------------------------------------------------------------------- restart after a timed-out request
+
+DEAF_SERVER = textwrap.dedent(
+    f"""
+    import asyncio, signal, sys, time
+    sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+    from tests.support.wire_server import WireServer, conformant
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)          # like transformers serve while it computes
+
+    async def hang_on_chat(req, resp):
+        if req.method == "POST":
+            await asyncio.sleep(3600)                      # never answers a completion
+        await conformant(req, resp)
+
+    WireServer(hang_on_chat, port=int(sys.argv[1])).start()
+    print("deaf server listening", flush=True)
+    time.sleep(3600)
+    """
+)
+
+
+class DeafSpec(FakeSpec):
+    restart_after_timeout = True
+
+
+@pytest.fixture
+def deaf_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> specs.ServerSpec:
+    script = tmp_path / "deaf_server.py"
+    script.write_text(DEAF_SERVER)
+    table: dict[str, specs.ServerSpec] = {"ref": DeafSpec("ref", script, "REF_URL")}
+    for module in (specs, manager):
+        monkeypatch.setattr(module, "SPECS", table)
+        monkeypatch.setattr(module, "get_spec", table.__getitem__)
+    monkeypatch.setattr(manager, "install", lambda names=None: {})
+    return table["ref"]
+
+
+def test_restart_sigkills_a_server_deaf_to_sigterm_and_starts_it_on_the_same_port(deaf_spec) -> None:
+    first = manager.up(["ref"], key=KEY, do_install=False)["ref"]
+    try:
+        second = manager.restart("ref", KEY)
+        assert second.port == first.port and second.pid != first.pid
+        assert not manager.is_alive(first) and manager.is_alive(second)
+        assert manager.status()["ref"].pid == second.pid
+    finally:
+        manager.down(None)
+    with pytest.raises(ServerError, match="not recorded as running"):
+        manager.restart("ref", KEY)
+
+
+def test_restart_hung_acts_only_on_servers_that_need_it(fake_specs, monkeypatch) -> None:
+    monkeypatch.setattr(manager, "install", lambda names=None: {})
+    manager.up(["fake-a"], key=KEY, do_install=False)
+    try:
+        assert for_run.restart_hung("fake-a", KEY) is None      # its spec does not ask for it
+        assert for_run.restart_hung("openai", KEY) is None      # not a local server
+    finally:
+        manager.down(None)
+
+
+def test_a_timed_out_live_request_restarts_the_server_and_the_run_goes_on(
+    pytester: pytest.Pytester, deaf_spec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    providers = {"version": 1, "providers": {"ref": {
+        "kind": "local", "title": "Ref", "base_url": "${REF_URL:-http://127.0.0.1:9/v1}",
+        "api_key_env": specs.KEY_ENV, "model": "ref-model",
+        "timeouts": {"read": 2, "total": 2}, "retries": {"max_retries": 0}}}}
+    pytester.makefile(".yaml", providers=json.dumps(providers))
+    pytester.makepyfile(test_suite="""
+from oaicompat.checks import chat, models
+
+async def test_object(run_check):
+    await run_check(chat.object_is_chat_completion)
+
+async def test_list(run_check):
+    await run_check(models.list_status)
+""")
+    pytester.makeini("[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n")
+    monkeypatch.setenv(specs.KEY_ENV, KEY)
+    first = manager.up(["ref"], key=KEY, do_install=False)["ref"]
+    try:
+        result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly", "--providers-file",
+                                    str(pytester.path / "providers.yaml"), "--results",
+                                    str(pytester.path / "results.json"), "--provider=ref", "--live")
+        result.stdout.fnmatch_lines(["*oaicompat: ref was SIGKILLed and restarted at http://127.0.0.1:*"])
+        doc = json.loads((pytester.path / "results.json").read_text())
+        by_check = {r["check"]: r for r in doc["records"]}
+        assert by_check["chat.object"]["evidence"][0]["failure"].startswith(("timeout", "read-timeout"))
+        assert by_check["models.list-status"]["outcome"] == "pass"     # the restarted server answered
+        now = manager.status()["ref"]
+        assert now.port == first.port and now.pid != first.pid and not manager.is_alive(first)
+    finally:
+        manager.down(None)

@@ -1,7 +1,8 @@
 """The real local servers for one live run (pytest ``--servers``): start what the chosen providers need,
 hand back the variables providers.yaml reads, and stop afterwards exactly the servers this run started.
 
-A server that was already running (``oaicompat servers up`` in the shell) is used and left running.
+A server that was already running (``oaicompat servers up`` in the shell) is used and left running. A server
+that keeps computing after a request timed out (``transformers serve``) is SIGKILLed and restarted.
 """
 
 from __future__ import annotations
@@ -48,9 +49,19 @@ def bring_up(names: list[str]) -> RunServers:
     return RunServers(env=env_of(state, key), started=[n for n in state if n not in before])
 
 
+def restart_hung(name: str, key: str) -> str | None:
+    """After a request to ``name`` timed out: SIGKILL and restart it if it is a local server oaicompat runs and
+    its spec says a timed-out request leaves it computing. Returns what was done, or None when nothing was."""
+    spec = specs.SPECS.get(name)
+    if spec is None or not spec.restart_after_timeout or name not in manager.status():
+        return None
+    server = manager.restart(name, key)
+    return f"{name} was SIGKILLed and restarted at {server.base_url} after a timed-out request"
+
+
 def take_down(run: RunServers) -> list[str]:
     """Stop the servers this run started (by the PIDs recorded when they started)."""
     return manager.down(run.started) if run.started else []
 
 
-__all__ = ["RunServers", "bring_up", "env_of", "servers_for", "take_down"]
+__all__ = ["RunServers", "bring_up", "env_of", "restart_hung", "servers_for", "take_down"]

