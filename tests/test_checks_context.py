@@ -95,6 +95,28 @@ def test_overflow_prompt_is_bounded():
     assert len(json.dumps(body)) <= context.MAX_PROMPT_CHARS + 500
 
 
+def test_provider_raises_the_prompt_cap():
+    # a local server with a 32768-token window that allows 200k-character prompts (transformers serve)
+    local = {"limits": {"context_tokens": 32768, "max_prompt_chars": 200_000}}
+    body = body_of("context.overflow", None, **local)
+    plan = context.plan_of(request(body))
+    assert plan == context.Plan(49152, 32768, "declared") and not plan.overflow_capped
+    assert body["messages"][0]["content"].count(context.FILLER_WORD) == 49152
+    assert context.plan_of(request(body_of("context.overflow-stream", None, **local))).words == 49152
+    near_full = body_of("context.max-tokens-over-remaining", None, **local)
+    assert context.plan_of(request(near_full)) == context.Plan(28672, 32768, "declared")
+    assert near_full["max_tokens"] == 8192
+    # without the key the 64k-character cap holds, byte for byte
+    assert body_of("context.overflow", 32768) == body_of("context.overflow", None, limits={"context_tokens": 32768})
+    capped = context.plan_of(request(body_of("context.overflow", 32768)))
+    assert capped.words == context.MAX_WORDS and capped.overflow_capped
+    assert context.plan_of(request(body_of("context.max-tokens-over-remaining", 32768))).words == 0
+    # a cap lowered below the window caps the prompt the same way
+    low = context.plan_of(request(body_of("context.overflow", None,
+                                          limits={"context_tokens": 2048, "max_prompt_chars": 4000})))
+    assert low.words == context.max_words(4000) and low.overflow_capped
+
+
 def test_stream_and_follow_up_probes():
     stream_body = body_of("context.overflow-stream")
     assert stream_body["stream"] is True
@@ -269,6 +291,21 @@ def test_max_tokens_shrunk():
     observed = run(context.max_tokens_beyond_window_refused,
                    ex_for("context.max-tokens-over-remaining", usage(1800, 3, finish="stop")))
     assert [o.key for o in observed] == ["context.max-tokens-over-remaining"]
+
+
+def test_max_tokens_unanswered():
+    # transformers serve: no window enforced, the server computes until the client times out
+    for kind in ("timeout", "read-timeout"):
+        timed_out = Exchange(request=request(body_of("context.max-tokens-over-remaining")), status=None,
+                             failure=TransportFailure(kind, "timed out after 120 s"))  # type: ignore[arg-type]
+        with pytest.raises(QuirkFound) as info:
+            run(context.max_tokens_beyond_window_refused, timed_out)
+        assert info.value.quirk == "context.overflow-max-tokens-unanswered", kind
+        assert f"no response ({kind}: timed out after 120 s)" in str(info.value)
+    assert quirk(context.max_tokens_beyond_window_refused, no_response("context.max-tokens-over-remaining")) \
+        == "context.overflow-max-tokens-unanswered"
+    with pytest.raises(NotApplicable):      # no near-full prompt sent: a missing answer proves nothing
+        run(context.max_tokens_beyond_window_refused, no_response("context.max-tokens-over-remaining", limit=None))
 
 
 def test_max_tokens_not_applicable_and_blocked():

@@ -4,7 +4,8 @@ STREAM-ERR-1, REQ-MAXTOK-1; §9 DEV-2).
 The window size comes from providers.yaml `limits.context_tokens`; when a provider declares none, the probes
 assume 8192 tokens (DEFAULT_CONTEXT_TOKENS) and the checks only conclude what that assumption cannot falsify.
 The over-long prompt repeats one short word (about one token per word for the tokenizers seen here) 1.5 times
-the window, never more than MAX_PROMPT_CHARS characters.
+the window, never more than MAX_PROMPT_CHARS characters (providers.yaml `limits.max_prompt_chars` raises or lowers
+that cap for one provider: a local server with a large window, where a prompt costs nothing).
 
 Every context probe opens its prompt with a one-line preamble that states the plan it was built from
 ("Context probe: N filler words follow, sized for a context of L tokens (declared|assumed)."), so a check
@@ -27,11 +28,18 @@ from .streamview import event_line, stream_view
 
 DEFAULT_CONTEXT_TOKENS = 8192       # assumed when providers.yaml declares no limits.context_tokens
 OVERFLOW_FACTOR = 1.5               # the overflow prompt has this many words per token of context
-MAX_PROMPT_CHARS = 64_000           # hard bound on the filler text
+MAX_PROMPT_CHARS = 64_000           # bound on the filler text unless providers.yaml declares limits.max_prompt_chars
 FILLER_WORD = "dog"
-MAX_WORDS = (MAX_PROMPT_CHARS - 200) // (len(FILLER_WORD) + 1)
 NEAR_FULL = 7 / 8                   # the max_tokens probe's prompt fills this share of the window …
 MAX_TOKENS_SHARE = 1 / 4            # … and asks for this share of the window as max_tokens
+
+
+def max_words(prompt_chars: int) -> int:
+    """Most filler words a prompt of `prompt_chars` characters holds (200 kept for the preamble)."""
+    return (prompt_chars - 200) // (len(FILLER_WORD) + 1)
+
+
+MAX_WORDS = max_words(MAX_PROMPT_CHARS)
 
 STATUS_OWNER = "chat.status"
 USAGE_OWNER = "chat.usage"
@@ -52,7 +60,7 @@ class Plan:
 
     @property
     def overflow_capped(self) -> bool:
-        """True when MAX_PROMPT_CHARS kept the overflow prompt below OVERFLOW_FACTOR × limit words."""
+        """True when the prompt cap kept the overflow prompt below OVERFLOW_FACTOR × limit words."""
         return self.words < math.ceil(OVERFLOW_FACTOR * self.limit)
 
     @property
@@ -67,6 +75,13 @@ def context_limit(ctx: ProbeContext) -> tuple[int, str]:
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value, "declared"
     return DEFAULT_CONTEXT_TOKENS, "assumed"
+
+
+def prompt_words_cap(ctx: ProbeContext) -> int:
+    """Most filler words a probe may send: providers.yaml limits.max_prompt_chars, else MAX_PROMPT_CHARS."""
+    value = ctx.provider.limits.get("max_prompt_chars")
+    return max_words(value if isinstance(value, int) and not isinstance(value, bool) and value >= 1000
+                     else MAX_PROMPT_CHARS)
 
 
 def filler_prompt(words: int, limit: int, source: str) -> str:
@@ -99,7 +114,7 @@ def is_context_probe(req: Request) -> bool:
 
 def _overflow_body(ctx: ProbeContext, **fields: Any) -> dict[str, Any]:
     limit, source = context_limit(ctx)
-    words = min(math.ceil(OVERFLOW_FACTOR * limit), MAX_WORDS)
+    words = min(math.ceil(OVERFLOW_FACTOR * limit), prompt_words_cap(ctx))
     return ctx.chat([{"role": "user", "content": filler_prompt(words, limit, source)}],
                     max_tokens=8, temperature=0, **fields)
 
@@ -127,7 +142,8 @@ def _json_object(ex: Exchange) -> dict[str, Any] | None:
 
 @probe("context.overflow")
 def overflow(ctx: ProbeContext) -> RequestSpec:
-    """A prompt of 1.5× the context window (limits.context_tokens, default 8192) in repeated words, ≤ 64k chars."""
+    """A prompt of 1.5× the context window (limits.context_tokens, default 8192) in repeated words, within the
+    prompt cap (limits.max_prompt_chars, default 64k chars)."""
     return RequestSpec(json=_overflow_body(ctx))
 
 
@@ -148,13 +164,13 @@ def after_overflow(ctx: ProbeContext) -> RequestSpec:
 def max_tokens_over_remaining(ctx: ProbeContext) -> RequestSpec:
     """A prompt filling 7/8 of a declared window with max_tokens a quarter of it (prompt + max_tokens > window).
 
-    Without a declared limit, or when 7/8 of it does not fit in 64k characters, a token request with the plan
-    preamble only is sent (the check then reports not-applicable): an accepted request would cost up to the
-    rest of an unknown window in generated tokens.
+    Without a declared limit, or when 7/8 of it does not fit in the prompt cap (limits.max_prompt_chars, default
+    64k characters), a token request with the plan preamble only is sent (the check then reports not-applicable):
+    an accepted request would cost up to the rest of an unknown window in generated tokens.
     """
     limit, source = context_limit(ctx)
     words = int(limit * NEAR_FULL)
-    if source != "declared" or words > MAX_WORDS:
+    if source != "declared" or words > prompt_words_cap(ctx):
         return RequestSpec(json=ctx.chat([{"role": "user", "content": filler_prompt(0, limit, source)}],
                                          subject=("max_tokens",), max_tokens=4, temperature=0))
     return RequestSpec(json=ctx.chat([{"role": "user", "content": filler_prompt(words, limit, source)}],
@@ -194,8 +210,9 @@ def overflow_is_400(ex: Exchange) -> None:
                          ex, evidence(ex, usage_line))
     counted = f"prompt_tokens {prompt_tokens}" if prompt_tokens is not None else "no usage.prompt_tokens"
     if plan.overflow_capped:
-        raise NotApplicable(f"the {plan.words}-word prompt was accepted ({counted}): the declared {plan.limit}-token "
-                            f"window is larger than a {MAX_PROMPT_CHARS}-character prompt can overflow")
+        raise NotApplicable(f"the {plan.words}-word prompt was accepted ({counted}): the {plan.source} "
+                            f"{plan.limit}-token window is larger than the prompt cap ({plan.words} words) can "
+                            f"overflow")
     if plan.source == "assumed":
         raise NotApplicable(f"the {plan.words}-word prompt was accepted ({counted}): providers.yaml declares no "
                             f"limits.context_tokens and the window is larger than the assumed {plan.limit}")
@@ -276,8 +293,8 @@ def stream_overflow_is_http_error(ex: Exchange) -> None:
                          f"{failure}): the client sees an empty stream instead of an error",
                          ex, evidence(ex))
     raise QuirkFound("context.stream-overflow-accepted",
-                     f"{what} was answered HTTP {ex.status} with {len(view.chunks)} chunk(s) of generated text: the "
-                     f"window was not enforced (or providers.yaml limits.context_tokens is too small)",
+                     f"{what} was answered HTTP {ex.status} with {len(view.chunks)} chunk(s) carrying choices"
+                     f"{failure}: the window was not enforced (or providers.yaml limits.context_tokens is too small)",
                      ex, evidence(ex, status_line(ex), event_line(view.chunks[0].event)))
 
 
@@ -304,7 +321,8 @@ def connection_usable_after_overflow(overflow_ex: Exchange, next_ex: Exchange) -
 # -- max_tokens beyond the remaining window -------------------------------------------------------
 
 @check("context.max-tokens-over-remaining", rule="REQ-MAXTOK-1", probes=["context.max-tokens-over-remaining"],
-       quirks=["context.overflow-max-tokens-shrunk"], applies=is_context_probe)
+       quirks=["context.overflow-max-tokens-shrunk", "context.overflow-max-tokens-unanswered"],
+       applies=is_context_probe)
 def max_tokens_beyond_window_refused(ex: Exchange) -> None:
     """`max_tokens` larger than what the window leaves after the prompt is refused, not silently lowered."""
     plan = _require_plan(ex)
@@ -312,10 +330,13 @@ def max_tokens_beyond_window_refused(ex: Exchange) -> None:
         raise NotApplicable(
             "no near-full prompt was sent: " + ("providers.yaml declares no limits.context_tokens"
                                                 if plan.source != "declared" else
-                                                f"a {plan.limit}-token window does not fit in "
-                                                f"{MAX_PROMPT_CHARS} characters"))
-    if ex.status is None:
-        raise Violation("REQ-MAXTOK-1", f"prompt + max_tokens over the window got {outcome(ex)}", ex, evidence(ex))
+                                                f"7/8 of a {plan.limit}-token window does not fit in "
+                                                f"the prompt cap (limits.max_prompt_chars)"))
+    if ex.status is None:   # e.g. transformers serve: no window enforced, computes until the client times out
+        raise QuirkFound("context.overflow-max-tokens-unanswered",
+                         f"a prompt of {plan.words} words (7/8 of the {plan.source} {plan.limit}-token window) with "
+                         f"max_tokens {compact(ex.request.field('max_tokens'))} beyond what the window leaves got "
+                         f"{outcome(ex)}: neither refused nor answered", ex, evidence(ex))
     if 400 <= ex.status < 500:
         return
     if ex.status >= 500 or ex.status < 200:

@@ -609,6 +609,21 @@ def context_max_tokens_shrunk(req: Req) -> Reply | None:
     return reply
 
 
+@emulates("context.overflow-max-tokens-unanswered", "request")
+def context_max_tokens_unanswered(req: Req) -> Reply | None:
+    """EMULATED: when prompt + max_tokens exceed the window but the prompt fits, nothing is sent back: the
+    connection is reset (the real server computes until the client times out). Source: transformers-serve
+    (measured), ../shared/reference/llama-server.md: an over-long prompt is never refused and the server
+    computes for minutes."""
+    ref = req.ref
+    if not chat_path(req) or req.stream or req.cap is None or ref.validate(req) is not None:
+        return None
+    prompt = ref.prompt_tokens(req)
+    if prompt > ref.context_tokens or req.cap <= ref.context_tokens - prompt:
+        return None
+    return Reply(drop=True)
+
+
 # -- errors ----------------------------------------------------------------------------------------------------
 
 def wrong_key(req: Req) -> bool:
