@@ -32,6 +32,7 @@ class Expectation:
     source: str
     models: tuple[str, ...] = ()
     origin: str = "server"
+    intermittent: bool = False   # shows in some runs only: a pass is not a stale expectation
 
     def applies_to(self, model: str) -> bool:
         return not self.models or model in self.models
@@ -173,6 +174,7 @@ def parse_providers(data: Any, path: Path, env: Mapping[str, str]) -> ProvidersC
                 source=e["source"],
                 models=tuple(e.get("models", ())),
                 origin=e.get("origin", "server"),
+                intermittent=bool(e.get("intermittent", False)),
             )
             for quirk, e in raw.get("expectations", {}).items()
         }

@@ -59,11 +59,15 @@ def decide(spec: CheckSpec, finding: BaseException | None, provider: Provider, m
         exp = provider.expectation_for(q, model)
         if exp is not None:
             declared[q] = exp
-    declared_info = {q: {"reason": e.reason, "source": e.source, "origin": e.origin} for q, e in declared.items()}
+    declared_info = {q: {"reason": e.reason, "source": e.source, "origin": e.origin}
+                     | ({"intermittent": True} if e.intermittent else {}) for q, e in declared.items()}
 
     if finding is None:
         if spec.kind == "info":
             return Outcome("info", "observed", observations=observations)
+        if declared and all(e.intermittent for e in declared.values()):
+            return Outcome("pass", f"passed; the intermittent {', '.join(sorted(declared))} did not show this run",
+                           observations=observations, declared=declared_info)
         if declared:
             names = ", ".join(sorted(declared))
             return Outcome("stale-expectation",

@@ -157,15 +157,31 @@ def outcome_table(doc: dict[str, Any]) -> dict[tuple[str, str, str], tuple[str, 
     return {(r["provider"], r["model"], r["check"]): (r["outcome"], tuple(r["quirks"])) for r in doc["records"]}
 
 
+def _records_by_key(doc: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    return {(r["provider"], r["model"], r["check"]): r for r in doc["records"]}
+
+
+def intermittent_only(one: dict[str, Any], other: dict[str, Any]) -> bool:
+    """True when two records of a check differ only by an intermittent quirk showing in one run and not the
+    other (expected-quirk vs pass, the quirk declared `intermittent: true`)."""
+    if {one["outcome"], other["outcome"]} != {"expected-quirk", "pass"}:
+        return False
+    quirked = one if one["outcome"] == "expected-quirk" else other
+    declared = quirked.get("declared") or {}
+    return bool(quirked["quirks"]) and all((declared.get(q) or {}).get("intermittent") for q in quirked["quirks"])
+
+
 def compare_outcomes(recorded: dict[str, Any], live: dict[str, Any]) -> list[str]:
     """Checks whose outcome or quirks differ between two runs of the same providers (live vs replay).
-    Checks present in only one run are listed too; providers present in only one run are ignored."""
+    Checks present in only one run are listed too; providers present in only one run are ignored; a quirk
+    declared intermittent that shows in one run only is not a difference."""
     a, b = outcome_table(recorded), outcome_table(live)
+    ra, rb = _records_by_key(recorded), _records_by_key(live)
     common = {k[0] for k in a} & {k[0] for k in b}
     lines = []
     for key in sorted((set(a) | set(b))):
         if key[0] not in common:
             continue
-        if a.get(key) != b.get(key):
+        if a.get(key) != b.get(key) and not (key in a and key in b and intermittent_only(ra[key], rb[key])):
             lines.append(f"{key[0]} {key[1]} {key[2]}: recorded {a.get(key, ('absent',))} vs live {b.get(key, ('absent',))}")
     return lines

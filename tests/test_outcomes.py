@@ -59,3 +59,25 @@ def test_check_raising_undeclared_quirk_is_a_harness_error():
     finally:
         from oaicompat.checks.base import CHECKS
         CHECKS.pop("selftest.bad")
+
+
+def test_intermittent_expectation_passes_when_absent_and_is_expected_when_present():
+    p = provider({"chat.object-wrong": {"reason": "timing", "source": "s", "intermittent": True}})
+    absent = decide(SPEC, None, p, "m")
+    assert absent.name == "pass" and "intermittent chat.object-wrong did not show" in absent.message
+    present = decide(SPEC, QuirkFound("chat.object-wrong", "x"), p, "m")
+    assert present.name == "expected-quirk" and present.declared["chat.object-wrong"]["intermittent"] is True
+
+
+def test_compare_ignores_an_intermittent_quirk_seen_in_one_run_only():
+    from oaicompat.results import compare_outcomes
+
+    def doc(outcome, quirks, intermittent):
+        declared = {"chat.object-wrong": {"reason": "r", "source": "s", "origin": "server"}
+                    | ({"intermittent": True} if intermittent else {})}
+        return {"records": [{"provider": "p", "model": "m", "check": "chat.object", "outcome": outcome,
+                             "quirks": quirks, "declared": declared}]}
+
+    assert compare_outcomes(doc("expected-quirk", ["chat.object-wrong"], True), doc("pass", [], True)) == []
+    assert compare_outcomes(doc("expected-quirk", ["chat.object-wrong"], False), doc("stale-expectation", [], False))
+    assert compare_outcomes(doc("expected-quirk", ["chat.object-wrong"], False), doc("pass", [], False))
