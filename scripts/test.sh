@@ -10,7 +10,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 ART="${OAICOMPAT_ARTIFACTS:-$(mktemp -d -t oaicompat-test.XXXXXX)}"
 mkdir -p "$ART"
-SERVERS="${OAICOMPAT_SERVERS_LIST:-vllm,llama-cpp-python,llama-server,litellm}"
+SERVERS="${OAICOMPAT_SERVERS_LIST:-vllm,llama-cpp-python,llama-server,litellm,transformers-serve}"
 status=0
 
 step() { printf '\n=== %s\n' "$*" >&2; }

@@ -275,7 +275,7 @@ def test_replay_of_the_recorded_providers(tmp_path, capfd):
 @pytest.mark.skipif(os.environ.get("OAICOMPAT_SERVERS_LIVE") != "1",
                     reason="set OAICOMPAT_SERVERS_LIVE=1 with the servers up (scripts/test.sh does)")
 def test_live_against_the_real_servers(tmp_path, capfd):
-    servers = os.environ.get("OAICOMPAT_SERVERS_LIST", "llama-server,llama-cpp-python,vllm,litellm")
+    servers = os.environ.get("OAICOMPAT_SERVERS_LIST", "llama-server,llama-cpp-python,vllm,litellm,transformers-serve")
     rc = main(["--providers", servers, "--live", "--jobs", "2", "--no-report", "-o", str(tmp_path),
                "--suites", str(Path(__file__).resolve().parents[1] / "suites" / "test_chat.py"),
                "--", "-k", "test_object or test_usage or test_content"])
