@@ -452,7 +452,7 @@ def test_real_server_answers_a_chat_completion_and_keeps_the_key_out_of_its_log(
     key = os.environ[specs.KEY_ENV]
     server = real_state[name]
     body = json.dumps(
-        {"model": "gemma", "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 8}
+        {"model": specs.SPECS[name].model_id, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 8}
     ).encode()
     request = urllib.request.Request(
         server.base_url + "/chat/completions",
@@ -464,7 +464,8 @@ def test_real_server_answers_a_chat_completion_and_keeps_the_key_out_of_its_log(
     assert reply["choices"][0]["message"]["role"] == "assistant"
     assert key not in Path(server.log).read_text(errors="replace")
     assert key not in " ".join(server.cmd)
-    assert manager.probe(server.base_url + "/models", "sk-local-wrong") != 200
+    if specs.SPECS[name].reads_key:
+        assert manager.probe(server.base_url + "/models", "sk-local-wrong") != 200
 
 
 # --------------------------------------------------------------------------- pytest --servers (for_run)

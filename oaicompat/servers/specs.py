@@ -88,6 +88,7 @@ class ServerSpec(ABC):
     ready_path: str = "/v1/models"
     restart_after_timeout: bool = False  # a timed-out request leaves it computing: SIGKILL and restart it
     reads_key: bool = True  # False: the server has no API key setting (requests carry one anyway)
+    model_id: str = MODEL_ID  # the model id requests name
 
     @abstractmethod
     def installed(self) -> bool:
@@ -487,6 +488,7 @@ class TransformersServeSpec(VenvSpec):
     ready_path = "/health"           # /v1/models lists the Hugging Face cache, not the served folder
     restart_after_timeout = True
     reads_key = False
+    model_id = paths.HF_MODEL_DIRNAME
     venv_name = f"transformers-{TRANSFORMERS_VERSION}"
     requirements = (f"transformers[serving]=={TRANSFORMERS_VERSION}", f"torch=={TORCH_VERSION}")
     uninstall = ("torchvision", "torchaudio", "torchcodec")
