@@ -5,12 +5,14 @@ Run ``eval "$(oaicompat servers up llama-server)"; python benchmarks/bench_live.
 ``run()`` returns the numbers as a dict. Without running servers (or without the key their ``servers up``
 printed) it prints "skipped: servers not running".
 
-The run is pytest over suites/test_chat.py and suites/test_streaming.py for the providers (default:
+The run is pytest over every suite (``suites/``; ``--suite PATH`` narrows it) for the providers (default:
 llama-server), recording into a temporary cassette folder (``--record-mode=all``, so that every response body
 is kept whole). The generation time is summed over the distinct exchanges of those cassettes (checks share
 one memoised request): llama-server's own ``timings.prompt_ms + timings.predicted_ms`` from the body (the
 last event that has them, for a stream); for a server that reports none, the measured time from sending to the
 end of the body (TTFT + decode). The ratio is what the harness adds: pytest, probes, checks, cassette writes.
+pytest's start and collection (a ``--collect-only`` run of the same command) is printed beside it: a fixed
+cost that a short run cannot amortise.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, machine, print_result, result
 
 GOAL = 1.3
-SUITES = ("suites/test_chat.py", "suites/test_streaming.py")
+SUITES = ("suites",)   # the whole live run, every area
 
 
 def reachable(provider: Any, key: str | None) -> bool:
@@ -105,6 +107,10 @@ def run(providers: str = "llama-server", providers_file: str | None = None,
         if providers_file:
             cmd += ["--providers-file", providers_file]
         t0 = time.perf_counter()
+        subprocess.run([*cmd, "--collect-only"], check=False, cwd=ROOT, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        startup = time.perf_counter() - t0     # interpreter, imports, collection: paid once per run
+        t0 = time.perf_counter()
         proc = subprocess.run(cmd, check=False, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         wall = time.perf_counter() - t0
         if proc.returncode not in (0, 1) or not (tmp / "cassettes").is_dir():
@@ -115,8 +121,9 @@ def run(providers: str = "llama-server", providers_file: str | None = None,
     return result("live-overhead", wall / generation, GOAL,
                   summary=(f"{providers}, {', '.join(Path(s).name for s in suites)}: wall {wall:.1f} s vs "
                            f"generation {generation:.1f} s over {exchanges} distinct exchanges ({reported} with "
-                           f"server-reported timings, the rest measured)"),
-                  wall_s=wall, generation_s=generation, machine=machine())
+                           f"server-reported timings, the rest measured); of the wall, {startup:.1f} s is pytest's "
+                           f"start and collection ({(wall - startup) / generation:.2f}× without it)"),
+                  wall_s=wall, generation_s=generation, startup_s=startup, machine=machine())
 
 
 def main() -> int:
