@@ -643,3 +643,20 @@ async def test_list(run_check):
         assert now.port == first.port and now.pid != first.pid and not manager.is_alive(first)
     finally:
         manager.down(None)
+
+
+class AloneSpec(FakeSpec):
+    starts_by_default = False
+
+
+def test_up_without_names_leaves_out_a_server_that_wants_the_machine_to_itself(
+    fake_specs: dict[str, specs.ServerSpec], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_specs["fake-alone"] = AloneSpec("fake-alone", fake_specs["fake-a"].script, "FAKE_ALONE_URL")
+    try:
+        assert set(manager.up(None, key=KEY, do_install=False)) == {"fake-a", "fake-b"}
+        assert set(manager.up(["fake-alone"], key=KEY, do_install=False)) == {"fake-a", "fake-b", "fake-alone"}
+    finally:
+        manager.down(None)
+    assert not manager.status()
+    assert not specs.TransformersServeSpec.starts_by_default

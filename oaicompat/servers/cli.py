@@ -28,10 +28,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p_up = sub.add_parser(
         "up",
-        help="install if needed and start servers (all by default); prints eval-able exports on stdout",
+        help="install if needed and start servers (by default all but transformers-serve, which wants the "
+        "machine to itself: name it); prints eval-able exports on stdout",
     )
     p_up.add_argument("names", nargs="*", metavar="NAME", help=f"servers: {', '.join(SPECS)}")
-    p_up.add_argument("--install-only", action="store_true", help="install into the cache, start nothing")
+    p_up.add_argument("--install-only", action="store_true",
+                      help="install into the cache (all servers when none is named), start nothing")
     p_down = sub.add_parser("down", help="stop servers recorded in run/servers.json (all by default)")
     p_down.add_argument("names", nargs="*", metavar="NAME")
     sub.add_parser("status", help="list the running servers")

@@ -457,11 +457,14 @@ def up(
     key: str | None = None,
     do_install: bool = True,
 ) -> dict[str, RunningServer]:
-    """Bring ``names`` (all if None, plus what they require) up; return every server now running.
+    """Bring ``names`` (if None: every server that starts by default) and what they require up; return every
+    server now running.
 
     Servers already running are kept. All servers share one key: ``key``, else ``$OAICOMPAT_LOCAL_KEY``,
     else a new one (refused if servers run with a key this process does not have).
     """
+    if names is None:
+        names = [n for n, spec in SPECS.items() if spec.starts_by_default]
     specs = resolve_names(names)
     with state_lock():
         state = prune(load_state())

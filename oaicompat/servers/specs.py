@@ -89,6 +89,7 @@ class ServerSpec(ABC):
     restart_after_timeout: bool = False  # a timed-out request leaves it computing: SIGKILL and restart it
     reads_key: bool = True  # False: the server has no API key setting (requests carry one anyway)
     model_id: str = MODEL_ID  # the model id requests name
+    starts_by_default: bool = True  # False: `servers up` with no names leaves it out (name it to start it)
 
     @abstractmethod
     def installed(self) -> bool:
@@ -489,6 +490,7 @@ class TransformersServeSpec(VenvSpec):
     restart_after_timeout = True
     reads_key = False
     model_id = paths.HF_MODEL_DIRNAME
+    starts_by_default = False  # it wants the machine to itself: started by name, alone
     venv_name = f"transformers-{TRANSFORMERS_VERSION}"
     requirements = (f"transformers[serving]=={TRANSFORMERS_VERSION}", f"torch=={TORCH_VERSION}")
     uninstall = ("torchvision", "torchaudio", "torchcodec")
