@@ -473,6 +473,15 @@ def test_real_server_answers_a_chat_completion_and_keeps_the_key_out_of_its_log(
 from oaicompat.servers import for_run  # noqa: E402
 
 
+def use_specs(monkeypatch: pytest.MonkeyPatch, table: dict[str, specs.ServerSpec]) -> dict[str, specs.ServerSpec]:
+    """Make ``table`` the known servers (nothing to install) for one test."""
+    for module in (specs, manager):
+        monkeypatch.setattr(module, "SPECS", table)
+        monkeypatch.setattr(module, "get_spec", table.__getitem__)
+    monkeypatch.setattr(manager, "install", lambda names=None: {})
+    return table
+
+
 def test_servers_for_keeps_the_local_servers_in_order() -> None:
     assert for_run.servers_for(["openai", "vllm", "litellm", "qwen"]) == ["vllm", "litellm"]
 
@@ -519,11 +528,7 @@ def test_pytest_servers_option_starts_the_server_runs_live_and_stops_it(
     """`pytest --provider=ref --live --servers`: the run starts `ref`, reads its URL and key, and stops it."""
     script = tmp_path / "reference_server.py"
     script.write_text(REFERENCE_SERVER)
-    table: dict[str, specs.ServerSpec] = {"ref": FakeSpec("ref", script, "REF_URL")}
-    for module in (specs, manager):
-        monkeypatch.setattr(module, "SPECS", table)
-        monkeypatch.setattr(module, "get_spec", table.__getitem__)
-    monkeypatch.setattr(manager, "install", lambda names=None: {})
+    use_specs(monkeypatch, {"ref": FakeSpec("ref", script, "REF_URL")})
     providers = {"version": 1, "providers": {"ref": {
         "kind": "local", "title": "Ref", "base_url": "${REF_URL:-http://127.0.0.1:9/v1}",
         "api_key_env": specs.KEY_ENV, "model": "ref-model"}}}
@@ -579,12 +584,7 @@ class DeafSpec(FakeSpec):
 def deaf_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> specs.ServerSpec:
     script = tmp_path / "deaf_server.py"
     script.write_text(DEAF_SERVER)
-    table: dict[str, specs.ServerSpec] = {"ref": DeafSpec("ref", script, "REF_URL")}
-    for module in (specs, manager):
-        monkeypatch.setattr(module, "SPECS", table)
-        monkeypatch.setattr(module, "get_spec", table.__getitem__)
-    monkeypatch.setattr(manager, "install", lambda names=None: {})
-    return table["ref"]
+    return use_specs(monkeypatch, {"ref": DeafSpec("ref", script, "REF_URL")})["ref"]
 
 
 def test_restart_sigkills_a_server_deaf_to_sigterm_and_starts_it_on_the_same_port(deaf_spec) -> None:

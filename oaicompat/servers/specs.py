@@ -365,7 +365,20 @@ class LlamaCppPythonSpec(VenvSpec):
 # --------------------------------------------------------------------------- vLLM
 
 
-class VllmSpec(VenvSpec):
+class ConvertedModelSpec(VenvSpec):
+    """A venv server that serves the GGUF converted to a transformers folder (its venv does the conversion,
+    once, if no other did)."""
+
+    def installed(self) -> bool:
+        return self.venv_installed() and model.hf_model_ready()
+
+    def install(self, log: Path) -> None:
+        with install_lock(self.name):
+            self.install_venv(log)
+            model.ensure_hf_model(self.python, log)
+
+
+class VllmSpec(ConvertedModelSpec):
     name = "vllm"
     version = VLLM_VERSION
     env_var = "VLLM_URL"
@@ -377,14 +390,6 @@ class VllmSpec(VenvSpec):
     # For the GGUF -> transformers conversion (installed after the uninstall, so that a re-run of
     # this step does not bring torchvision back).
     extra_requirements = ("transformers==5.19.0", "gguf==0.19.0", "accelerate==1.15.0")
-
-    def installed(self) -> bool:
-        return self.venv_installed() and model.hf_model_ready()
-
-    def install(self, log: Path) -> None:
-        with install_lock(self.name):
-            self.install_venv(log)
-            model.ensure_hf_model(self.python, log)
 
     def argv(self, port: int, key: str) -> list[str]:
         return [
@@ -477,7 +482,7 @@ class LiteLLMSpec(VenvSpec):
 # --------------------------------------------------------------------------- transformers serve
 
 
-class TransformersServeSpec(VenvSpec):
+class TransformersServeSpec(ConvertedModelSpec):
     """``transformers serve`` pinned to the converted folder. It reads no key (requests carry one anyway) and
     enforces no context window: an over-long prompt is computed for minutes and SIGTERM does not stop it, so
     the plugin SIGKILLs and restarts it after a timed-out request (``restart_after_timeout``)."""
@@ -495,14 +500,6 @@ class TransformersServeSpec(VenvSpec):
     requirements = (f"transformers[serving]=={TRANSFORMERS_VERSION}", f"torch=={TORCH_VERSION}")
     uninstall = ("torchvision", "torchaudio", "torchcodec")
     extra_requirements = ("gguf==0.19.0", "accelerate==1.15.0")   # for the GGUF conversion, as vLLM's venv
-
-    def installed(self) -> bool:
-        return self.venv_installed() and model.hf_model_ready()
-
-    def install(self, log: Path) -> None:
-        with install_lock(self.name):
-            self.install_venv(log)
-            model.ensure_hf_model(self.python, log)
 
     def hub_cache(self, run_dir: Path) -> Path:
         """An empty Hugging Face cache of its own, so what /v1/models lists does not depend on the machine."""
