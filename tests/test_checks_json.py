@@ -220,3 +220,15 @@ def test_checks_never_crash_on_vendor_bytes(spec, garbage):
     except Finding:
         return
     assert all(isinstance(o, Observation) for o in result)
+
+
+@pytest.mark.parametrize(("fn", "probe", "quirk"), [
+    (json_output.object_valid, "json.object", "json.object-ignored"),
+    (json_output.schema_valid, "json.schema", "json.schema-ignored"),
+])
+def test_a_cut_reply_that_never_began_as_json_is_the_format_ignored(fn, probe, quirk):
+    prose = reply(probe, "Is it sunny in Paris? Answer in JSON. Is it", finish="length", completion_tokens=48)
+    found = quirk_of(fn, prose)
+    assert found.quirk == quirk and "no JSON had begun" in found.detail and "'Is it sunny" in found.detail
+    for started in ('  {"city": "Pa', "[1, 2", ""):     # JSON under way (or nothing yet): not judged
+        assert owner_of(fn, reply(probe, started, finish="length", completion_tokens=48)).endswith("-cut-length")

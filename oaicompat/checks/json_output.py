@@ -171,15 +171,29 @@ def reply(ex: Exchange, owner: str) -> Reply:
     return Reply(ex, choice, message, body)
 
 
+def starts_as_json(text: str) -> bool:
+    """True when `text` could be the beginning of a JSON object or array (empty counts: nothing came yet)."""
+    stripped = text.lstrip()
+    return not stripped or stripped[0] in "{["
+
+
 def _content_or_block(r: Reply, cut_owner: str) -> Any:
-    """The content to judge (any type); Blocked when the reply was cut at max_tokens; None for a refusal."""
-    if r.finish == "length":
+    """The content to judge (any type); Blocked when the reply was cut at max_tokens, unless what came does not
+    even begin as JSON (then the format was not applied, cut or not); None for a refusal."""
+    content = r.content
+    if r.finish == "length" and not (isinstance(content, str) and not starts_as_json(content)):
         raise Blocked("the reply was cut at max_tokens (finish_reason \"length\"); its JSON is not judged",
                       cut_owner, r.ex)
-    content = r.content
     if isinstance(content, str) and not parse_json(content)[0] and unclosed(content) and r.at_cap():
         raise Blocked(f"the content stops mid-JSON at max_tokens, yet finish_reason is {r.finish!r}", cut_owner, r.ex)
     return content
+
+
+def not_json(kind: str, r: Reply, err: str) -> str:
+    text = r.content if isinstance(r.content, str) else ""
+    cut = (" (cut at max_tokens, but no JSON had begun: the format was not applied)" if r.finish == "length"
+           else "")
+    return f"{kind} reply content is not JSON ({err}); it begins {clip(text.lstrip(), 60)!r}{cut}"
 
 
 def _requested_schema(req: Request) -> Any:
@@ -213,7 +227,7 @@ def object_valid(ex: Exchange) -> list[Observation]:
                          f"(finish_reason {r.finish!r})", ex, r.lines())
     ok, value, err = parse_json(content)
     if not ok:
-        raise QuirkFound("json.object-ignored", f"json_object reply content is not JSON ({err})", ex, r.lines())
+        raise QuirkFound("json.object-ignored", not_json("json_object", r, err), ex, r.lines())
     if not isinstance(value, dict):
         raise QuirkFound("json.object-ignored", f"json_object reply content is JSON {type(value).__name__}, "
                          "not an object", ex, r.lines())
@@ -276,7 +290,7 @@ def schema_valid(ex: Exchange) -> list[Observation]:
                          f"{clip(compact(content), 80)}, not a string holding JSON", ex, r.lines())
     ok, value, err = parse_json(content)
     if not ok:
-        raise QuirkFound("json.schema-ignored", f"json_schema reply content is not JSON ({err})", ex, r.lines())
+        raise QuirkFound("json.schema-ignored", not_json("json_schema", r, err), ex, r.lines())
     schema = _requested_schema(ex.request)
     problem = schema_error(value, schema) if schema is not None else None
     if problem:
