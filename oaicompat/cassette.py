@@ -34,7 +34,7 @@ from .errors import CassetteError, CassetteMiss
 from .exchange import Attempt, Chunk, Exchange, Request, TransportFailure
 from .paths import shown_path
 from .scrub import Scrubber
-from .transport import RECORDED_EXTENSION
+from .transport import RECORDED_ATTRIBUTE, RECORDED_EXTENSION
 
 FORMAT_VERSION = 1
 _SKIP_REPLAY_HEADERS = frozenset({"content-length", "transfer-encoding", "content-encoding"})
@@ -280,10 +280,6 @@ class Replayer:
             raise CassetteMiss(str(self.cassette.path), summary, self.rerecord)
         rs = inter["response"]
         failure = rs.get("failure")
-        if rs.get("status") is None:
-            raise _failure_exception(failure or {"kind": "other", "message": "no response recorded"})
-        chunks = [_decode_bytes(c, "text", "base64") for c in rs.get("chunks", [])]
-        headers = [(k, v) for k, v in rs.get("headers", []) if k.lower() not in _SKIP_REPLAY_HEADERS]
         recorded = {
             "chunk_times": [c["t"] for c in rs.get("chunks", [])],
             "attempts": inter.get("attempts", []),
@@ -292,6 +288,12 @@ class Replayer:
             "meta": {"cassette": shown_path(self.cassette.path),
                      "recorded_at": self.cassette.header.get("recorded_at")},
         }
+        if rs.get("status") is None:   # no response at all: the transport reads what was recorded off the error
+            exc = _failure_exception(failure or {"kind": "other", "message": "no response recorded"})
+            setattr(exc, RECORDED_ATTRIBUTE, recorded)
+            raise exc
+        chunks = [_decode_bytes(c, "text", "base64") for c in rs.get("chunks", [])]
+        headers = [(k, v) for k, v in rs.get("headers", []) if k.lower() not in _SKIP_REPLAY_HEADERS]
         return httpx.Response(rs["status"], headers=headers, stream=_ReplayStream(chunks, failure),
                               extensions={RECORDED_EXTENSION: recorded})
 

@@ -24,6 +24,7 @@ WRONG_KEY = "sk-oaicompat-deliberately-wrong-key-0000"
 
 # httpx response.extensions key under which replay hands the recorded interaction to the transport
 RECORDED_EXTENSION = "oaicompat_recorded"
+RECORDED_ATTRIBUTE = "oaicompat_recorded"   # the same, on the exception a replayed "no response" raises
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,7 @@ class Transport:
             if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
                 message = f"no complete response within {total:g} s"
             got.failure = TransportFailure(kind, message, size)  # type: ignore[arg-type]
+            got.recorded = getattr(exc, RECORDED_ATTRIBUTE, None) or got.recorded
         return got
 
 

@@ -111,3 +111,25 @@ async def test_connection_refused_is_data_not_exception(tmp_path):
     async with s:
         ex = await s.send(RequestSpec(json=BODY, retries=0))
     assert ex.status is None and ex.failure.kind == "connect"
+
+
+async def _never_answer(req, resp):
+    import asyncio
+    await asyncio.sleep(30)
+
+
+async def test_replayed_no_response_keeps_what_was_recorded(wire_server, tmp_path):
+    """A recorded timeout (no status at all) replays with the recorded failure, timing and provenance."""
+    wire_server.handler = _never_answer
+    p = provider(wire_server.base_url)
+    path = tmp_path / "ref" / "test_x" / "test_timeout.yaml"
+    [live] = await record(p, path, [RequestSpec(json=BODY, timeout=0.5, retries=0)])
+    assert live.status is None and live.failure.kind in ("timeout", "read-timeout")
+    wire_server.stop()
+    s = session(p, path, "none")
+    s.prepare()
+    async with s:
+        replayed = await s.send(RequestSpec(json=BODY, timeout=0.5, retries=0))
+    assert replayed.status is None and replayed.failure == live.failure
+    assert replayed.meta["recorded_at"] and replayed.meta["cassette"].endswith("test_timeout.yaml")
+    assert replayed.elapsed == pytest.approx(live.elapsed, abs=1e-6)
