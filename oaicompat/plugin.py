@@ -17,7 +17,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import pytest
 
@@ -32,6 +32,9 @@ from .paths import CASSETTES, PROVIDERS_FILE
 from .results import ResultsLog, make_record
 from .scrub import Scrubber
 from .session import RECORD_MODES, LiveMemo, ProbeSession, cassette_path
+
+if TYPE_CHECKING:
+    from .servers.for_run import RunServers
 
 STASH = pytest.StashKey["OaicompatState"]()
 OUTCOME_KEY = pytest.StashKey[dict]()
@@ -55,8 +58,9 @@ class OaicompatState:
     memo: LiveMemo = field(default_factory=LiveMemo)
     down: dict[str, str] = field(default_factory=dict)          # provider → why it is unavailable
     results: ResultsLog | None = None
-    servers: Any = None                  # RunServers started by --servers, stopped at unconfigure
-    restarted_after: set[int] = field(default_factory=set)   # ids of timed-out exchanges already acted on
+    servers: RunServers | None = None    # started by --servers, stopped at unconfigure
+    # timed-out exchanges already acted on, by id (held here, so an id is never reused while it is a key)
+    restarted_after: dict[int, Exchange] = field(default_factory=dict)
 
     @property
     def record_mode(self) -> str:
@@ -142,14 +146,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _start_servers(state: OaicompatState) -> None:
-    from .servers.for_run import bring_up, servers_for
+    from .servers.for_run import bring_up, server_names, servers_for
 
     if not state.live:
         raise pytest.UsageError("--servers starts servers for a live run: add --live or a --record-mode")
     names = servers_for(t.provider.name for t in state.targets())
     if not names:
         raise pytest.UsageError("--servers: none of the chosen providers is a local server oaicompat starts; "
-                                "name one with --provider (llama-server, llama-cpp-python, vllm, litellm)")
+                                f"name one with --provider ({', '.join(server_names())})")
     try:
         state.servers = bring_up(names)
     except OaicompatError as exc:
@@ -259,7 +263,7 @@ def _restart_after_timeout(state: OaicompatState, provider: Provider, api_key: s
                  and ex.failure.kind in ("timeout", "read-timeout") and id(ex) not in state.restarted_after]
     if not timed_out or not api_key:
         return
-    state.restarted_after.update(id(ex) for ex in timed_out)
+    state.restarted_after.update((id(ex), ex) for ex in timed_out)
     from .servers.for_run import restart_hung
 
     try:

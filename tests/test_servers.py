@@ -531,7 +531,8 @@ def test_pytest_servers_option_starts_the_server_runs_live_and_stops_it(
     use_specs(monkeypatch, {"ref": FakeSpec("ref", script, "REF_URL")})
     providers = {"version": 1, "providers": {"ref": {
         "kind": "local", "title": "Ref", "base_url": "${REF_URL:-http://127.0.0.1:9/v1}",
-        "api_key_env": specs.KEY_ENV, "model": "ref-model"}}}
+        "api_key_env": specs.KEY_ENV, "model": "ref-model"}, "hosted": {
+        "kind": "hosted", "title": "Hosted", "base_url": "https://hosted.invalid/v1", "model": "m"}}}
     pytester.makefile(".yaml", providers=json.dumps(providers))
     pytester.makepyfile(test_suite="""
 from oaicompat.checks import chat
@@ -546,6 +547,10 @@ async def test_object(run_check):
     result = pytester.runpytest(*args, "--provider=ref", "--servers")      # replay: nothing to start for
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--servers starts servers for a live run*"])
+
+    result = pytester.runpytest(*args, "--provider=hosted", "--live", "--servers")   # nothing it can start
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*none of the chosen providers is a local server oaicompat starts*(ref)*"])
 
     result = pytester.runpytest(*args, "--provider=ref", "--live", "--servers")
     result.assert_outcomes(passed=1)

@@ -14,6 +14,11 @@ from . import manager, specs
 from .specs import KEY_ENV
 
 
+def server_names() -> list[str]:
+    """Every local server oaicompat can start."""
+    return list(specs.SPECS)
+
+
 def servers_for(provider_names: Iterable[str]) -> list[str]:
     """The chosen providers that are local servers oaicompat can start (in the given order)."""
     return [name for name in provider_names if name in specs.SPECS]
@@ -64,4 +69,4 @@ def take_down(run: RunServers) -> list[str]:
     return manager.down(run.started) if run.started else []
 
 
-__all__ = ["RunServers", "bring_up", "env_of", "restart_hung", "servers_for", "take_down"]
+__all__ = ["RunServers", "bring_up", "env_of", "restart_hung", "server_names", "servers_for", "take_down"]
