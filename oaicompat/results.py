@@ -152,13 +152,14 @@ def load_results(path: Path) -> dict[str, Any]:
     return doc
 
 
+def _records_by_key(doc: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """(provider, model, check) → its record."""
+    return {(r["provider"], r["model"], r["check"]): r for r in doc["records"]}
+
+
 def outcome_table(doc: dict[str, Any]) -> dict[tuple[str, str, str], tuple[str, tuple[str, ...]]]:
     """(provider, model, check) → (outcome, quirks)."""
-    return {(r["provider"], r["model"], r["check"]): (r["outcome"], tuple(r["quirks"])) for r in doc["records"]}
-
-
-def _records_by_key(doc: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, Any]]:
-    return {(r["provider"], r["model"], r["check"]): r for r in doc["records"]}
+    return {key: (r["outcome"], tuple(r["quirks"])) for key, r in _records_by_key(doc).items()}
 
 
 def intermittent_only(one: dict[str, Any], other: dict[str, Any]) -> bool:
@@ -175,8 +176,9 @@ def compare_outcomes(recorded: dict[str, Any], live: dict[str, Any]) -> list[str
     """Checks whose outcome or quirks differ between two runs of the same providers (live vs replay).
     Checks present in only one run are listed too; providers present in only one run are ignored; a quirk
     declared intermittent that shows in one run only is not a difference."""
-    a, b = outcome_table(recorded), outcome_table(live)
     ra, rb = _records_by_key(recorded), _records_by_key(live)
+    a = {key: (r["outcome"], tuple(r["quirks"])) for key, r in ra.items()}
+    b = {key: (r["outcome"], tuple(r["quirks"])) for key, r in rb.items()}
     common = {k[0] for k in a} & {k[0] for k in b}
     lines = []
     for key in sorted((set(a) | set(b))):

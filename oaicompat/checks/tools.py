@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Sequence
 
-
 from ..exchange import Exchange, Request
 from ..paths import SCHEMAS
 from ..sse import SSEEvent
 from ..transport import RequestSpec
-from .base import (error_shape, is_int, parse_json, schema_error, Blocked, Observation, ProbeContext, QuirkFound, check, clip, compact, evidence, first_choice,
-                   probe, require_success)
+from .base import (Blocked, Observation, ProbeContext, QuirkFound, check, clip, compact, error_shape, evidence,
+                   first_choice, is_int, parse_json, probe, require_success, schema_error)
 from .streamview import StreamView, event_line, stream_view
 
 PROBE_SCHEMAS = SCHEMAS / "probes"

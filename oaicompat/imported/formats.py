@@ -20,7 +20,7 @@ import zlib
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 from urllib.parse import urlsplit
 
 import yaml
@@ -273,11 +273,19 @@ def _status(raw: Any, what: str) -> int | None:
 
 # -- vcrpy (Python) --------------------------------------------------------------------------------------
 
-def _interactions(doc: dict[str, Any], key: str, label: str) -> Iterator[tuple[
-        int, dict[str, Any], str, dict[str, Any], dict[str, Any], list[tuple[str, str]], list[tuple[str, str]]]]:
-    """(index, interaction, where, request, response, request headers, response headers) of each well-formed
-    interaction under `key`;
-    the first malformed one raises RecordingError naming it (VCR and vcrpy share this shape)."""
+class _VcrInteraction(NamedTuple):
+    """One well-formed interaction of a VCR-shaped cassette (vcrpy and Ruby VCR share the shape)."""
+    index: int
+    raw: dict[str, Any]
+    where: str                          # "interaction N", for messages
+    request: dict[str, Any]
+    response: dict[str, Any]
+    request_headers: list[tuple[str, str]]
+    response_headers: list[tuple[str, str]]
+
+
+def _interactions(doc: dict[str, Any], key: str, label: str) -> Iterator[_VcrInteraction]:
+    """Each interaction under `key`; the first malformed one raises RecordingError naming it."""
     interactions = doc.get(key)
     if not isinstance(interactions, list):
         raise RecordingError(f"{label} has no '{key}' list")
@@ -289,9 +297,9 @@ def _interactions(doc: dict[str, Any], key: str, label: str) -> Iterator[tuple[
         rq, rs = inter["request"], inter["response"]
         if not isinstance(rq.get("uri"), str) or not isinstance(rq.get("method"), str):
             raise RecordingError(f"{where}: request needs 'method' and 'uri'")
-        rq_headers = _header_list(rq.get("headers"), f"{where} request")
-        rs_headers = _header_list(rs.get("headers"), f"{where} response")
-        yield i, inter, where, rq, rs, rq_headers, rs_headers
+        yield _VcrInteraction(i, inter, where, rq, rs, _header_list(rq.get("headers"), f"{where} request"),
+                              _header_list(rs.get("headers"), f"{where} response"))
+
 
 def read_vcrpy(doc: dict[str, Any]) -> list[RawInteraction]:
     out: list[RawInteraction] = []

@@ -23,7 +23,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -232,20 +232,25 @@ def _gone(server: RunningServer) -> bool:
     return not is_alive(server) and not group_members(server)
 
 
+def _wait_until(condition: Callable[[], bool], seconds: float, interval: float = 0.1) -> bool:
+    """Poll ``condition`` until it holds or ``seconds`` pass; return whether it held."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
 def stop(server: RunningServer, grace: float = STOP_GRACE_SECONDS) -> None:
     """SIGTERM the recorded process group, SIGKILL what is left after ``grace`` seconds."""
     if _gone(server):
         return
     _signal(server, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if _gone(server):
-            return
-        time.sleep(0.1)
+    if _wait_until(lambda: _gone(server), grace):
+        return
     _signal(server, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not _gone(server):
-        time.sleep(0.1)
+    _wait_until(lambda: _gone(server), 5)
 
 
 def rss_kib(server: RunningServer) -> int:
@@ -551,10 +556,7 @@ def restart(name: str, key: str, *, port_wait: float = 15.0) -> RunningServer:
             raise ServerError(f"{name} is not recorded as running (oaicompat servers status); nothing to restart")
         _log(f"restarting {name}: SIGKILL to process group {old.pgid} (pid {old.pid})")
         kill(old)
-        deadline = time.monotonic() + port_wait
-        while not port_is_free(old.port) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if not port_is_free(old.port):
+        if not _wait_until(lambda: port_is_free(old.port), port_wait, 0.2):
             del state[name]
             save_state(state)
             raise ServerError(f"{name} was killed but port {old.port} stayed busy for {port_wait:.0f} s; "
@@ -580,9 +582,7 @@ def kill(server: RunningServer) -> None:
     if _gone(server):
         return
     _signal(server, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not _gone(server):
-        time.sleep(0.1)
+    _wait_until(lambda: _gone(server), 10)
 
 
 def _depth(spec: ServerSpec) -> int:
@@ -642,8 +642,8 @@ __all__ = [
     "install",
     "kill",
     "pick_port",
-    "restart",
     "resolve_key",
+    "restart",
     "status",
     "up",
 ]
