@@ -12,7 +12,7 @@ from typing import Any
 from ..exchange import Exchange
 from ..transport import RequestSpec
 from .base import is_int, Blocked, Observation, ProbeContext, QuirkFound, check, compact, evidence, probe, request_line
-from .chat import error_message, guard_basic, json_body, reply_body, require_accepted
+from .common import error_message, guard_basic, json_body, reply_body, require_accepted
 
 CAP = 5              # max_tokens / max_completion_tokens in the cap probes
 STOP = "e"           # a stop string any English sentence reaches within a few tokens
