@@ -2,13 +2,16 @@
 
     @check("chat.object", rule="RESP-2", probes=["chat.basic"], quirks=["chat.object-wrong"])
     def object_is_chat_completion(ex: Exchange) -> None:
-        body = require_json_object(ex)
+        body = require_success(ex, "chat.status")   # a 2xx JSON object, else Blocked (chat.status reports it)
         if body.get("object") != "chat.completion":
-            raise QuirkFound("chat.object-wrong", f"object is {body.get('object')!r}", ex, ...)
+            raise QuirkFound("chat.object-wrong", f"object is {body.get('object')!r}", ex, evidence(ex))
 
 Checks never send requests: a probe (a named request builder) says what to send, and the harness hands
 the resulting Exchanges to the check in the order of `probes`. Expectations (which provider has which
 quirk) live in providers.yaml, never here.
+
+This module holds what every check is built from (findings, probes, the registries and the helpers below);
+readers and owner ids that several areas share are in checks/common.py.
 """
 
 from __future__ import annotations

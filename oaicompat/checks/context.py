@@ -321,7 +321,7 @@ def connection_usable_after_overflow(overflow_ex: Exchange, next_ex: Exchange) -
 @check("context.max-tokens-over-remaining", rule="REQ-MAXTOK-1", probes=["context.max-tokens-over-remaining"],
        quirks=["context.overflow-max-tokens-shrunk", "context.overflow-max-tokens-unanswered"],
        applies=is_context_probe)
-def max_tokens_beyond_window_refused(ex: Exchange) -> None:
+def max_tokens_beyond_window_refused(ex: Exchange) -> list[Observation]:
     """`max_tokens` larger than what the window leaves after the prompt is refused, not silently lowered."""
     plan = _require_plan(ex)
     if plan.words == 0:
@@ -336,7 +336,7 @@ def max_tokens_beyond_window_refused(ex: Exchange) -> None:
                          f"max_tokens {compact(ex.request.field('max_tokens'))} beyond what the window leaves got "
                          f"{outcome(ex)}: neither refused nor answered", ex, evidence(ex))
     if 400 <= ex.status < 500:
-        return
+        return []
     if ex.status >= 500 or ex.status < 200:
         raise Violation("REQ-MAXTOK-1", f"prompt + max_tokens over the window got HTTP {ex.status}", ex,
                         evidence(ex))

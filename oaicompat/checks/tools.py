@@ -5,6 +5,9 @@ The model behind a provider may be too weak to call a tool on its own. So: "the 
 "a tool call, when present, has the right shape" are protocol checks; "a call is made", "the arguments
 validate", "two calls in parallel" are `kind="capability"` checks. A shape check with no tool call to look
 at raises Blocked naming the capability check that reports the missing call.
+
+The probes are in checks/tools_probes.py, the readers of tool calls (replies, stream deltas) and the owner
+ids they name in checks/tool_calls.py; this module holds the checks.
 """
 
 from __future__ import annotations
