@@ -160,8 +160,7 @@ def usage_integers_add_up(ex: Exchange) -> None:
     if not isinstance(usage, dict):
         raise Blocked("the reply has no usage object", "chat.usage", ex)
     p, c, t = (usage.get(k) for k in ("prompt_tokens", "completion_tokens", "total_tokens"))
-    ints = all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (p, c, t))
-    if not ints or t != p + c:
+    if not (is_int(p) and is_int(c) and is_int(t) and min(p, c, t) >= 0) or t != p + c:
         raise QuirkFound("chat.usage-inconsistent", f"prompt {p!r} + completion {c!r} vs total {t!r}", ex,
                          evidence(ex, f"< \"usage\": {compact(usage)}"))
 
@@ -301,9 +300,11 @@ def extension_fields(ex: Exchange) -> list[Observation]:
     choices = body.get("choices")
     choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
     found["choice"] = sorted(set(choice) - STANDARD_CHOICE)
-    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    raw_message = choice.get("message")
+    message = raw_message if isinstance(raw_message, dict) else {}
     found["message"] = sorted(set(message) - STANDARD_MESSAGE)
-    usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+    raw_usage = body.get("usage")
+    usage = raw_usage if isinstance(raw_usage, dict) else {}
     found["usage"] = sorted(set(usage) - STANDARD_USAGE)
     return [Observation(f"extension-fields.{where}", keys) for where, keys in found.items() if keys]
 

@@ -245,7 +245,8 @@ def overflow_code_is_context_length_exceeded(ex: Exchange) -> list[Observation]:
     if error_envelope_problem(ex) is not None:
         raise Blocked("the refusal is not an error envelope", OVERFLOW_ENVELOPE, ex)
     body = _json_object(ex) or {}
-    err = body.get("error") if isinstance(body.get("error"), dict) else {}
+    raw_error = body.get("error")
+    err = raw_error if isinstance(raw_error, dict) else {}
     code = err.get("code")
     shown = {k: err.get(k) for k in ("type", "code", "param") if k in err}
     extra = sorted(set(err) - {"message", "type", "param", "code"})

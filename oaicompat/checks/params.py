@@ -7,7 +7,7 @@ by the check that owns that probe's "-rejected" quirk.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard
 
 from ..exchange import Exchange
 from ..transport import RequestSpec
@@ -20,7 +20,7 @@ TOP_LOGPROBS = 2
 RAMBLE = "Write a long story about a dragon who lives in a castle by the sea."
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 

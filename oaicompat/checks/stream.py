@@ -270,7 +270,8 @@ def data_events_are_json(ex: Exchange) -> None:
         raise QuirkFound("stream.data-not-json",
                          f"{len(bad)} of {len(view.chunks)} data events are not JSON objects; first: {why}",
                          ex, evidence(ex, event_line(first.event)))
-    done_at = view.parse.events[view.parse.done_index].offset if view.done else None
+    done = view.parse.done_index
+    done_at = view.parse.events[done].offset if done is not None else None
     empty = [o for o in ex.sse.observations if o.kind == OBS_EMPTY_EVENT and (done_at is None or o.offset < done_at)]
     if empty:
         raise QuirkFound("stream.event-without-data",
@@ -299,7 +300,8 @@ def stream_is_utf8(ex: Exchange) -> None:
 def last_event_terminated(ex: Exchange) -> None:
     """Every event ends with a blank line (else clients silently drop the last one)."""
     view = _view(ex)
-    done_end = view.parse.events[view.parse.done_index].end if view.done else None
+    done = view.parse.done_index
+    done_end = view.parse.events[done].end if done is not None else None
     for o in ex.sse.observations:
         if o.kind != OBS_UNTERMINATED_EVENT:
             continue
@@ -351,9 +353,10 @@ def ends_with_done(ex: Exchange) -> None:
 def nothing_after_done(ex: Exchange) -> None:
     """Nothing but blank lines and comments follows `data: [DONE]`."""
     view = _view(ex, allow_failure=True)
-    if not view.done:
+    done = view.parse.done_index
+    if done is None:
         raise Blocked("the stream has no [DONE]", DONE_OWNER, ex)
-    end = view.parse.events[view.parse.done_index].end
+    end = view.parse.events[done].end
     tail = ex.body[end:]
     meaningful = [ln for ln in tail.splitlines() if ln.strip() and not ln.lstrip().startswith(b":")]
     if meaningful:
@@ -496,7 +499,8 @@ def role_once_and_first(ex: Exchange) -> None:
         raise Blocked("no chunk carries choice 0", FINISH_OWNER, ex)
     chunks = _object_chunks(view)
     pos0, first = entries[0]
-    delta0 = first.get("delta") if isinstance(first.get("delta"), dict) else {}
+    raw_delta = first.get("delta")
+    delta0 = raw_delta if isinstance(raw_delta, dict) else {}
     if delta0.get("role") != "assistant":
         later = next(((p, ch) for p, ch in entries[1:]
                       if isinstance(ch.get("delta"), dict) and ch["delta"].get("role") is not None), None)
@@ -693,9 +697,10 @@ def extension_fields(ex: Exchange) -> list[Observation]:
                 if key not in CHOICE_KEYS:
                     seen.setdefault(f"extension.choice.{key}", ch[key])
             delta = ch.get("delta")
-            for key in delta if isinstance(delta, dict) else ():
-                if key not in DELTA_KEYS:
-                    seen.setdefault(f"extension.delta.{key}", delta[key])
+            if isinstance(delta, dict):
+                for key in delta:
+                    if key not in DELTA_KEYS:
+                        seen.setdefault(f"extension.delta.{key}", delta[key])
     return [Observation(key, show(value)) for key, value in sorted(seen.items())]
 
 

@@ -7,7 +7,7 @@ Registers nothing; the tools checks (checks/tools.py) read exchanges through it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Sequence, TypeGuard
 
 from ..exchange import Exchange, Request
 from ..sse import SSEEvent
@@ -40,7 +40,7 @@ def streamed_tools(req: Request) -> bool:
     return req.stream and has_tools(req)
 
 
-def nonempty_str(value: Any) -> bool:
+def nonempty_str(value: Any) -> TypeGuard[str]:
     return isinstance(value, str) and bool(value)
 
 
