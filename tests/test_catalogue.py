@@ -1,8 +1,10 @@
 """The quirk catalogue, the checks and providers.yaml agree with each other."""
 
 import ast
+import inspect
+import pkgutil
 
-import oaicompat.checks  # noqa: F401
+import oaicompat.checks as checks_pkg
 from oaicompat.checks.base import CHECKS, PROBES
 from oaicompat.config import load_providers
 from oaicompat.paths import PROJECT_ROOT, PROVIDERS_FILE
@@ -59,3 +61,63 @@ def test_check_area_matches_its_quirk_areas():
     for c in CHECKS.values():
         for q in c.quirks:
             assert q.split(".")[0] == CATALOGUE.get(q).area
+
+
+def _decorator_text(func) -> str:
+    """The `@check(` line of a check and the line after it, from its source."""
+    lines, _ = inspect.getsourcelines(inspect.unwrap(func))
+    start = next(i for i, line in enumerate(lines) if line.lstrip().startswith("@check("))
+    return "".join(lines[start:start + 2])
+
+
+def test_every_check_names_its_id_literally_at_its_decorator():
+    """`grep -rn '"<id>"' oaicompat/checks` lands on the check, not on a constant."""
+    missing = [c.id for c in CHECKS.values() if f'"{c.id}"' not in _decorator_text(c.func)]
+    assert not missing, f"write these ids literally in @check(...): {missing}"
+
+
+def _registered_area_of_module() -> dict[str, set[str]]:
+    """Module stem → the areas of the checks and probes it registers (empty for a reader module)."""
+    areas: dict[str, set[str]] = {m.name: set() for m in pkgutil.iter_modules(checks_pkg.__path__)}
+    for c in CHECKS.values():
+        areas[c.module.rsplit(".", 1)[1]].add(c.area)
+    for p in PROBES.values():
+        areas[p.build.__module__.rsplit(".", 1)[1]].add(p.name.split(".")[0])
+    return areas
+
+
+def _sibling_imports(path) -> set[str]:
+    """Stems of the oaicompat.checks modules that `path` imports (relative or absolute)."""
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 1 and node.module:
+                out.add(node.module.split(".")[0])
+            elif node.level == 1:
+                out.update(a.name for a in node.names)
+            elif node.level == 0 and (node.module or "").startswith("oaicompat.checks."):
+                out.add(node.module.split(".")[2])
+        elif isinstance(node, ast.Import):
+            out.update(a.name.split(".")[2] for a in node.names if a.name.startswith("oaicompat.checks."))
+    return out
+
+
+def test_no_check_area_imports_another():
+    """Areas share through checks/base.py, checks/common.py and reader modules, never sideways."""
+    areas = _registered_area_of_module()
+    assert {"base", "common", "streamview", "tool_calls"} <= {m for m, a in areas.items() if not a}
+    problems = []
+    for path in (PROJECT_ROOT / "oaicompat" / "checks").glob("*.py"):
+        mine = areas.get(path.stem, set())
+        for other in _sibling_imports(path):
+            theirs = areas.get(other, set())
+            if theirs and theirs != mine:
+                problems.append(f"{path.stem} ({sorted(mine)}) imports {other} ({sorted(theirs)})")
+    assert not problems
+
+
+def test_every_area_module_is_registered_in_a_fixed_order():
+    """AREAS names every module that registers something, so the order of results does not drift."""
+    areas = _registered_area_of_module()
+    assert {m for m, a in areas.items() if a} == set(checks_pkg.AREAS)
+    assert {m for m, a in areas.items() if not a and not m.startswith("_")} == set(checks_pkg.READERS)

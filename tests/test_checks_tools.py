@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openai.lib.streaming._deltas import accumulate_delta
 
-from oaicompat.checks import tools
+from oaicompat.checks import tools, tools_probes
 from oaicompat.checks.base import CHECKS, PROBES, Blocked, Finding, Observation, ProbeContext, QuirkFound, spec_of
 from oaicompat.exchange import Exchange, TransportFailure
 from tests.exchanges import chunk, completion, json_exchange, request, sse_exchange
@@ -124,7 +124,7 @@ def test_probe_bodies_are_independent_copies():
 def test_provider_params_do_not_override_the_subject():
     ctx = ProbeContext(SimpleNamespace(params={"tool_choice": "auto", "top_p": 0.5}), "m")  # type: ignore[arg-type]
     body = PROBES["tools.named"].build(ctx).json
-    assert body["tool_choice"] == tools.NAMED_CHOICE and body["top_p"] == 0.5
+    assert body["tool_choice"] == tools_probes.NAMED_CHOICE and body["top_p"] == 0.5
 
 
 # -- acceptance and tool_choice ---------------------------------------------------------------------

@@ -2,13 +2,16 @@
 
     @check("chat.object", rule="RESP-2", probes=["chat.basic"], quirks=["chat.object-wrong"])
     def object_is_chat_completion(ex: Exchange) -> None:
-        body = require_json_object(ex)
+        body = require_success(ex, "chat.status")   # a 2xx JSON object, else Blocked (chat.status reports it)
         if body.get("object") != "chat.completion":
-            raise QuirkFound("chat.object-wrong", f"object is {body.get('object')!r}", ex, ...)
+            raise QuirkFound("chat.object-wrong", f"object is {body.get('object')!r}", ex, evidence(ex))
 
 Checks never send requests: a probe (a named request builder) says what to send, and the harness hands
 the resulting Exchanges to the check in the order of `probes`. Expectations (which provider has which
 quirk) live in providers.yaml, never here.
+
+This module holds what every check is built from (findings, probes, the registries and the helpers below);
+readers and owner ids that several areas share are in checks/common.py.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import json
 import reprlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
+from typing import Any, Callable, Iterable, Literal, Mapping, Sequence, TypeGuard
 
 import jsonschema
 
@@ -255,7 +258,7 @@ def compact(value: Any) -> str:
         return clip(reprlib.repr(value))
 
 
-def is_int(value: Any) -> bool:
+def is_int(value: Any) -> TypeGuard[int]:
     """An integer that is not a bool."""
     return isinstance(value, int) and not isinstance(value, bool)
 

@@ -1,8 +1,8 @@
 """Non-streaming chat completions: the response body's field rules (openai-wire.md §2) and the request
 shapes a server must accept (system/developer roles, history, `name`, text parts; §1.2).
 
-Also the helpers the chat-completion areas share: `require_accepted` (a valid request must be answered 2xx
-with a JSON object), `guard_basic` (Blocked unless chat.basic succeeded), `error_message`, `json_body`.
+The helpers other areas share with this one (`require_accepted`, `guard_basic`, `error_message`,
+`json_body`) live in checks/common.py.
 """
 
 from __future__ import annotations
@@ -11,11 +11,9 @@ from typing import Any
 
 from ..exchange import Exchange
 from ..transport import RequestSpec
-from .base import (is_int, Blocked, Observation, ProbeContext, QuirkFound, check, clip, compact, evidence, first_choice,
+from .base import (is_int, Blocked, Observation, ProbeContext, QuirkFound, check, compact, evidence, first_choice,
                    probe, request_line, require_success, status_line)
-
-FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
-STATUS_OWNER = "chat.status"
+from .common import CHAT_STATUS, FINISH_REASONS, guard_basic, json_body, reply_body, require_accepted
 
 
 @probe("chat.basic")
@@ -28,7 +26,7 @@ def basic(ctx: ProbeContext) -> RequestSpec:
 def _body(ex: Exchange) -> dict:
     if ex.status is not None and 200 <= ex.status < 300 and not isinstance(json_body(ex), dict):
         raise Blocked(f"HTTP {ex.status} body is not a JSON object", "chat.body-json", ex)
-    return require_success(ex, STATUS_OWNER)
+    return require_success(ex, CHAT_STATUS)
 
 
 @check("chat.status", rule="RESP-1", probes=["chat.basic"], quirks=["chat.basic-rejected"])
@@ -101,7 +99,7 @@ def one_choice_with_index_zero(ex: Exchange) -> None:
 def choice_has_logprobs_key(ex: Exchange) -> None:
     """Every choice carries the key `logprobs` (null when not requested): it is required by the spec."""
     body = _body(ex)
-    choice = first_choice(body, STATUS_OWNER, ex)
+    choice = first_choice(body, CHAT_STATUS, ex)
     if "logprobs" not in choice:
         raise QuirkFound("chat.choice-logprobs-key-missing", f"choice keys are {sorted(choice)}", ex,
                          evidence(ex, f"< choices[0] keys: {sorted(choice)}"))
@@ -110,7 +108,7 @@ def choice_has_logprobs_key(ex: Exchange) -> None:
 @check("chat.role", rule="RESP-MSG-1", probes=["chat.basic"], quirks=["chat.role-not-assistant"])
 def message_role_is_assistant(ex: Exchange) -> None:
     """`choices[0].message.role` is "assistant"."""
-    message = first_choice(_body(ex), STATUS_OWNER, ex).get("message")
+    message = first_choice(_body(ex), CHAT_STATUS, ex).get("message")
     role = message.get("role") if isinstance(message, dict) else None
     if role != "assistant":
         raise QuirkFound("chat.role-not-assistant", f"message is {compact(message)}", ex,
@@ -120,7 +118,7 @@ def message_role_is_assistant(ex: Exchange) -> None:
 @check("chat.refusal-key", rule="RESP-MSG-1", probes=["chat.basic"], quirks=["chat.refusal-key-missing"])
 def message_has_refusal_key(ex: Exchange) -> None:
     """The message carries the key `refusal` (null when the model did not refuse): the spec requires it."""
-    message = first_choice(_body(ex), STATUS_OWNER, ex).get("message")
+    message = first_choice(_body(ex), CHAT_STATUS, ex).get("message")
     if isinstance(message, dict) and "refusal" not in message:
         raise QuirkFound("chat.refusal-key-missing", f"message keys are {sorted(message)}", ex,
                          evidence(ex, f"< message keys: {sorted(message)}"))
@@ -129,7 +127,7 @@ def message_has_refusal_key(ex: Exchange) -> None:
 @check("chat.content", rule="RESP-MSG-1", probes=["chat.basic"], quirks=["chat.content-not-string"])
 def message_content_is_string(ex: Exchange) -> None:
     """Without tools, `message.content` is a string."""
-    message = first_choice(_body(ex), STATUS_OWNER, ex).get("message")
+    message = first_choice(_body(ex), CHAT_STATUS, ex).get("message")
     content = message.get("content") if isinstance(message, dict) else None
     if not isinstance(content, str):
         raise QuirkFound("chat.content-not-string", f"content is {compact(content)}", ex,
@@ -139,7 +137,7 @@ def message_content_is_string(ex: Exchange) -> None:
 @check("chat.finish-reason", rule="RESP-CHOICE-3", probes=["chat.basic"], quirks=["chat.finish-reason-invalid"])
 def finish_reason_in_enum(ex: Exchange) -> None:
     """`finish_reason` is one of stop, length, tool_calls, content_filter, function_call (never null)."""
-    choice = first_choice(_body(ex), STATUS_OWNER, ex)
+    choice = first_choice(_body(ex), CHAT_STATUS, ex)
     reason = choice.get("finish_reason")
     if reason not in FINISH_REASONS:
         raise QuirkFound("chat.finish-reason-invalid", f"finish_reason is {reason!r}", ex,
@@ -162,8 +160,7 @@ def usage_integers_add_up(ex: Exchange) -> None:
     if not isinstance(usage, dict):
         raise Blocked("the reply has no usage object", "chat.usage", ex)
     p, c, t = (usage.get(k) for k in ("prompt_tokens", "completion_tokens", "total_tokens"))
-    ints = all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (p, c, t))
-    if not ints or t != p + c:
+    if not (is_int(p) and is_int(c) and is_int(t) and min(p, c, t) >= 0) or t != p + c:
         raise QuirkFound("chat.usage-inconsistent", f"prompt {p!r} + completion {c!r} vs total {t!r}", ex,
                          evidence(ex, f"< \"usage\": {compact(usage)}"))
 
@@ -181,59 +178,8 @@ SERVICE_TIERS = frozenset({"auto", "default", "flex", "scale", "priority", "fast
 BODY_JSON_OWNER = "chat.body-json"
 
 
-def json_body(ex: Exchange) -> Any:
-    """The parsed body, or None when it is not JSON (including JSON nested too deeply to parse)."""
-    try:
-        return ex.json_or_none()
-    except RecursionError:
-        return None
-
-
-def error_message(ex: Exchange, limit: int = 160) -> str:
-    """`error.message` (or the start of the body) of a rejection, for a finding's detail; never raises."""
-    body = json_body(ex)
-    msg = None
-    if isinstance(body, dict):
-        err = body.get("error")
-        if isinstance(err, dict):
-            msg = err.get("message")
-        elif isinstance(err, str):
-            msg = err
-        if msg is None:
-            msg = body.get("message") or body.get("detail")
-    if msg is None and ex.body:
-        msg = ex.text
-    return f": {clip(str(msg), limit)}" if msg else ""
-
-
-def reply_body(ex: Exchange) -> dict | None:
-    """The body when the exchange is a 2xx whose body is a JSON object, else None."""
-    if ex.status is None or not 200 <= ex.status < 300:
-        return None
-    body = json_body(ex)
-    return body if isinstance(body, dict) else None
-
-
-def require_accepted(ex: Exchange, quirk: str, what: str) -> dict:
-    """The reply body of a valid request, or QuirkFound(quirk) when it was not answered 2xx with a JSON
-    object (rejected with 4xx/5xx, dropped, or answered with a body that is not JSON)."""
-    body = reply_body(ex)
-    if body is not None:
-        return body
-    if ex.status is not None and 200 <= ex.status < 300:
-        raise QuirkFound(quirk, f"{what}: HTTP {ex.status} but the body is not a JSON object", ex, evidence(ex))
-    raise QuirkFound(quirk, f"{what} got {ex.summary()}{error_message(ex)}", ex, evidence(ex))
-
-
-def guard_basic(basic: Exchange) -> None:
-    """Blocked unless the plain request (chat.basic) succeeded: another request's rejection would only
-    repeat that failure."""
-    if basic.status != 200:
-        raise Blocked(f"the plain request chat.basic got {basic.summary()}", STATUS_OWNER, basic)
-
-
 def _message(ex: Exchange) -> dict:
-    message = first_choice(_body(ex), STATUS_OWNER, ex).get("message")
+    message = first_choice(_body(ex), CHAT_STATUS, ex).get("message")
     if not isinstance(message, dict):
         raise Blocked(f"choices[0].message is {compact(message)}", "chat.role", ex)
     return message
@@ -243,7 +189,7 @@ def _message(ex: Exchange) -> dict:
 def body_is_json_object(ex: Exchange) -> None:
     """A 200 reply's body parses as a JSON object (not HTML, plain text, a truncated or a bare JSON value)."""
     if ex.status is None or not 200 <= ex.status < 300:
-        raise Blocked(f"the request was not answered with success: {ex.summary()}", STATUS_OWNER, ex)
+        raise Blocked(f"the request was not answered with success: {ex.summary()}", CHAT_STATUS, ex)
     if ex.failure is not None:
         raise QuirkFound("chat.body-not-json", f"the body was cut off ({ex.failure.kind}: {ex.failure.message})",
                          ex, evidence(ex))
@@ -317,7 +263,7 @@ def no_tool_calls_without_tools(ex: Exchange) -> None:
 @check("chat.logprobs-null", rule="RESP-LOGPROB-2", probes=["chat.basic"], quirks=["chat.logprobs-unrequested"])
 def logprobs_null_when_not_requested(ex: Exchange) -> None:
     """Without `logprobs: true`, `choices[0].logprobs` is null."""
-    choice = first_choice(_body(ex), STATUS_OWNER, ex)
+    choice = first_choice(_body(ex), CHAT_STATUS, ex)
     if "logprobs" not in choice:
         raise Blocked("choices[0] has no logprobs key", "chat.choice-logprobs-key", ex)
     if choice["logprobs"] is not None:
@@ -354,9 +300,11 @@ def extension_fields(ex: Exchange) -> list[Observation]:
     choices = body.get("choices")
     choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
     found["choice"] = sorted(set(choice) - STANDARD_CHOICE)
-    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    raw_message = choice.get("message")
+    message = raw_message if isinstance(raw_message, dict) else {}
     found["message"] = sorted(set(message) - STANDARD_MESSAGE)
-    usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+    raw_usage = body.get("usage")
+    usage = raw_usage if isinstance(raw_usage, dict) else {}
     found["usage"] = sorted(set(usage) - STANDARD_USAGE)
     return [Observation(f"extension-fields.{where}", keys) for where, keys in found.items() if keys]
 

@@ -23,7 +23,7 @@ from ..exchange import Exchange, Request
 from ..transport import RequestSpec
 from .base import (Blocked, NotApplicable, Observation, ProbeContext, QuirkFound, Violation, check, clip, compact,
                    evidence, probe, status_line)
-from .image import error_envelope_problem, outcome
+from .common import CHAT_STATUS, CHAT_USAGE, error_envelope_problem, outcome
 from .streamview import event_line, stream_view
 
 DEFAULT_CONTEXT_TOKENS = 8192       # assumed when providers.yaml declares no limits.context_tokens
@@ -41,8 +41,6 @@ def max_words(prompt_chars: int) -> int:
 
 MAX_WORDS = max_words(MAX_PROMPT_CHARS)
 
-STATUS_OWNER = "chat.status"
-USAGE_OWNER = "chat.usage"
 OVERFLOW_STATUS = "context.overflow-status"
 OVERFLOW_ENVELOPE = "context.overflow-envelope"
 
@@ -186,7 +184,7 @@ def models(ctx: ProbeContext) -> RequestSpec:
 
 # -- non-streamed overflow ------------------------------------------------------------------------
 
-@check(OVERFLOW_STATUS, rule="ERR-400-2", probes=["context.overflow"],
+@check("context.overflow-status", rule="ERR-400-2", probes=["context.overflow"],
        quirks=["context.overflow-wrong-status", "context.overflow-silent-truncation", "context.overflow-accepted"],
        applies=is_context_probe)
 def overflow_is_400(ex: Exchange) -> None:
@@ -200,7 +198,7 @@ def overflow_is_400(ex: Exchange) -> None:
                          ex, evidence(ex))
     body = _json_object(ex)
     if body is None:
-        raise Blocked(f"HTTP {ex.status} body is not a JSON object: {clip(ex.text, 120)!r}", STATUS_OWNER, ex)
+        raise Blocked(f"HTTP {ex.status} body is not a JSON object: {clip(ex.text, 120)!r}", CHAT_STATUS, ex)
     prompt_tokens, _ = _usage(body)
     usage_line = f"< \"usage\": {compact(body.get('usage'))}"
     if prompt_tokens is not None and prompt_tokens < plan.tokens_floor:
@@ -223,7 +221,7 @@ def overflow_is_400(ex: Exchange) -> None:
                      ex, evidence(ex, usage_line))
 
 
-@check(OVERFLOW_ENVELOPE, rule="ERR-1", probes=["context.overflow"], quirks=["context.overflow-not-enveloped"],
+@check("context.overflow-envelope", rule="ERR-1", probes=["context.overflow"], quirks=["context.overflow-not-enveloped"],
        applies=is_context_probe)
 def overflow_error_has_envelope(ex: Exchange) -> None:
     """The context-overflow refusal carries the OpenAI error envelope (error.message, error.type)."""
@@ -247,7 +245,8 @@ def overflow_code_is_context_length_exceeded(ex: Exchange) -> list[Observation]:
     if error_envelope_problem(ex) is not None:
         raise Blocked("the refusal is not an error envelope", OVERFLOW_ENVELOPE, ex)
     body = _json_object(ex) or {}
-    err = body.get("error") if isinstance(body.get("error"), dict) else {}
+    raw_error = body.get("error")
+    err = raw_error if isinstance(raw_error, dict) else {}
     code = err.get("code")
     shown = {k: err.get(k) for k in ("type", "code", "param") if k in err}
     extra = sorted(set(err) - {"message", "type", "param", "code"})
@@ -315,7 +314,7 @@ def connection_usable_after_overflow(overflow_ex: Exchange, next_ex: Exchange) -
     if next_ex.status >= 500:
         raise Violation("STREAM-ERR-1", f"after the streamed overflow a small request got HTTP {next_ex.status}",
                         next_ex, evidence(next_ex))
-    raise Blocked(f"the small request was refused (HTTP {next_ex.status})", STATUS_OWNER, next_ex)
+    raise Blocked(f"the small request was refused (HTTP {next_ex.status})", CHAT_STATUS, next_ex)
 
 
 # -- max_tokens beyond the remaining window -------------------------------------------------------
@@ -323,7 +322,7 @@ def connection_usable_after_overflow(overflow_ex: Exchange, next_ex: Exchange) -
 @check("context.max-tokens-over-remaining", rule="REQ-MAXTOK-1", probes=["context.max-tokens-over-remaining"],
        quirks=["context.overflow-max-tokens-shrunk", "context.overflow-max-tokens-unanswered"],
        applies=is_context_probe)
-def max_tokens_beyond_window_refused(ex: Exchange) -> None:
+def max_tokens_beyond_window_refused(ex: Exchange) -> list[Observation]:
     """`max_tokens` larger than what the window leaves after the prompt is refused, not silently lowered."""
     plan = _require_plan(ex)
     if plan.words == 0:
@@ -338,17 +337,17 @@ def max_tokens_beyond_window_refused(ex: Exchange) -> None:
                          f"max_tokens {compact(ex.request.field('max_tokens'))} beyond what the window leaves got "
                          f"{outcome(ex)}: neither refused nor answered", ex, evidence(ex))
     if 400 <= ex.status < 500:
-        return
+        return []
     if ex.status >= 500 or ex.status < 200:
         raise Violation("REQ-MAXTOK-1", f"prompt + max_tokens over the window got HTTP {ex.status}", ex,
                         evidence(ex))
     body = _json_object(ex)
     if body is None:
-        raise Blocked(f"HTTP {ex.status} body is not a JSON object: {clip(ex.text, 120)!r}", STATUS_OWNER, ex)
+        raise Blocked(f"HTTP {ex.status} body is not a JSON object: {clip(ex.text, 120)!r}", CHAT_STATUS, ex)
     prompt_tokens, completion_tokens = _usage(body)
     if prompt_tokens is None or completion_tokens is None:
         raise Blocked(f"the reply has no integer prompt/completion tokens (usage {compact(body.get('usage'))})",
-                      USAGE_OWNER, ex)
+                      CHAT_USAGE, ex)
     max_tokens = _int(ex.request.field("max_tokens"))
     if max_tokens is None:
         raise NotApplicable("the request has no integer max_tokens")

@@ -15,7 +15,7 @@ import httpx
 from ..exchange import Exchange
 from ..transport import RequestSpec
 from .base import Observation, ProbeContext, check, clip, probe
-from .chat import error_message, json_body
+from .common import error_message, json_body
 
 UNKNOWN_PATH = "/oaicompat-no-such-endpoint"
 

@@ -17,7 +17,7 @@ from ..exchange import Exchange
 from ..transport import RequestSpec
 from .base import (Blocked, Observation, ProbeContext, QuirkFound, body_line, check, clip, compact, evidence,
                    probe, request_line, status_line)
-from .chat import error_message, guard_basic, json_body
+from .common import error_message, guard_basic, json_body
 
 UNKNOWN_MODEL = "oaicompat-no-such-model"
 INVALID_ROLE = "oaicompat-invalid-role"
@@ -254,7 +254,7 @@ def temperature_range_refused(basic: Exchange, ex: Exchange) -> None:
     _not_accepted(basic, ex, "errors.temperature-range-accepted", "temperature 3.0")
 
 
-@check(NO_5XX_OWNER, rule="ERR-400-1", probes=["chat.basic", *BAD_PROBES],
+@check("errors.bad-request-no-5xx", rule="ERR-400-1", probes=["chat.basic", *BAD_PROBES],
        quirks=["errors.server-500-on-bad-request", "errors.no-response-on-bad-request"])
 def bad_requests_not_5xx(basic: Exchange, *exs: Exchange) -> None:
     """Client mistakes are answered with a 4xx, never a 5xx or a dropped connection."""
@@ -300,7 +300,7 @@ ENVELOPE_SEVERITY = ("errors.non-json-body", "errors.array-envelope", "errors.st
                      "errors.non-openai-shape", "errors.envelope-incomplete")
 
 
-@check(ENVELOPE_OWNER, rule="ERR-1", probes=list(ERROR_PROBES), quirks=list(ENVELOPE_SEVERITY))
+@check("errors.envelope", rule="ERR-1", probes=list(ERROR_PROBES), quirks=list(ENVELOPE_SEVERITY))
 def error_envelope(*exs: Exchange) -> None:
     """Every error reply's body is `{"error": {"message", "type", "param", "code"}}`."""
     errors = [(n, e) for n, e in zip(ERROR_PROBES, exs) if _is_error(e)]

@@ -23,6 +23,7 @@ from ..paths import FIXTURES
 from ..transport import RequestSpec
 from .base import (Blocked, Observation, ProbeContext, QuirkFound, Violation, check, clip, compact, evidence,
                    first_choice, probe, require_success)
+from .common import CHAT_CONTENT_PARTS, CHAT_STATUS, CHAT_USAGE, error_envelope_problem, outcome
 
 TEST_IMAGE = FIXTURES / "inputs" / "red-64x64.png"
 #: A stable public PNG (Wikimedia Commons' PNG transparency demonstration: two dice). It is only sent to
@@ -33,10 +34,7 @@ COLOUR_QUESTION = "What colour is this image? Answer with one word."
 EXPECTED_COLOUR = re.compile(r"\bred\b", re.IGNORECASE)
 UNKNOWN_PART_TYPE = "oaicompat_unknown_part"
 
-STATUS_OWNER = "chat.status"
-USAGE_OWNER = "chat.usage"
 DATA_URL_OWNER = "image.data-url"
-CONTENT_PARTS_OWNER = "chat.content-parts"     # owns "content as a list of parts is refused"
 
 
 @lru_cache(maxsize=4)
@@ -109,44 +107,11 @@ def accepted(ex: Exchange) -> bool:
     return ex.status is not None and 200 <= ex.status < 300
 
 
-def outcome(ex: Exchange) -> str:
-    """'HTTP 400' or 'no response (reset: …)', for messages."""
-    if ex.status is not None:
-        return f"HTTP {ex.status}"
-    return f"no response ({ex.failure.kind}: {ex.failure.message})" if ex.failure else "no response"
-
-
-def error_envelope_problem(ex: Exchange) -> str | None:
-    """Why the body is not the OpenAI error envelope, or None when it is.
-
-    The envelope here is what a client needs to report the error: a JSON object whose `error` is an object
-    with a non-empty string `message` and a string `type` (ERR-1). Whether `param` and `code` have the
-    exact types ERR-1 demands is the errors area's concern, checked on its own probes.
-    """
-    if not ex.body:
-        return "the body is empty"
-    try:
-        body = ex.json
-    except (ValueError, RecursionError):
-        return f"the body is not JSON: {clip(ex.text, 120)!r}"
-    if not isinstance(body, dict):
-        return f"the body is JSON {type(body).__name__}, not an object"
-    err = body.get("error")
-    if not isinstance(err, dict):
-        return f"`error` is {compact(err)}, not an object (top-level keys {sorted(body)[:10]})"
-    message = err.get("message")
-    if not isinstance(message, str) or not message.strip():
-        return f"error.message is {compact(message)}, not a non-empty string"
-    if not isinstance(err.get("type"), str):
-        return f"error.type is {compact(err.get('type'))}, not a string"
-    return None
-
-
 def _prompt_tokens(ex: Exchange, body: dict[str, Any]) -> int:
     usage = body.get("usage")
     value = usage.get("prompt_tokens") if isinstance(usage, dict) else None
     if not isinstance(value, int) or isinstance(value, bool):
-        raise Blocked(f"the reply has no integer usage.prompt_tokens (usage is {compact(usage)})", USAGE_OWNER, ex)
+        raise Blocked(f"the reply has no integer usage.prompt_tokens (usage is {compact(usage)})", CHAT_USAGE, ex)
     return value
 
 
@@ -185,8 +150,8 @@ def image_not_silently_dropped(text_ex: Exchange, image_ex: Exchange) -> list[Ob
     """An accepted image part is read: prompt_tokens with the image exceed prompt_tokens without it."""
     if not accepted(image_ex):
         return []   # refused, so not silently dropped (image.rejection-status judges how it was refused)
-    image_body = require_success(image_ex, STATUS_OWNER)
-    text_body = require_success(text_ex, CONTENT_PARTS_OWNER)
+    image_body = require_success(image_ex, CHAT_STATUS)
+    text_body = require_success(text_ex, CHAT_CONTENT_PARTS)
     with_image, without = _prompt_tokens(image_ex, image_body), _prompt_tokens(text_ex, text_body)
     if with_image <= without:
         raise QuirkFound(
@@ -266,7 +231,7 @@ def model_names_the_colour(ex: Exchange) -> None:
     """The model sees the test image: asked its colour, the reply says red."""
     if not accepted(ex):
         raise Blocked(f"the image request got {outcome(ex)}", DATA_URL_OWNER, ex)
-    message = first_choice(require_success(ex, DATA_URL_OWNER), STATUS_OWNER, ex).get("message")
+    message = first_choice(require_success(ex, DATA_URL_OWNER), CHAT_STATUS, ex).get("message")
     content = message.get("content") if isinstance(message, dict) else None
     if not isinstance(content, str):
         raise Blocked(f"the reply's content is {compact(content)}, not a string", "chat.content", ex)

@@ -17,6 +17,7 @@ from ..paths import SCHEMAS
 from ..transport import RequestSpec
 from .base import (error_shape, schema_error, is_int, parse_json, Blocked, Observation, ProbeContext, QuirkFound, check, clip, compact, evidence, first_choice,
                    probe, require_success)
+from .common import require_200_object
 
 PROBE_SCHEMAS = SCHEMAS / "probes"
 SUBJECT = ("response_format", "max_tokens", "max_completion_tokens", "messages", "tools", "stream")
@@ -97,16 +98,6 @@ def _wants(kind: str):
         rf = req.field("response_format")
         return isinstance(rf, dict) and rf.get("type") == kind
     return applies
-
-
-def _accepted(ex: Exchange, quirk: str, what: str) -> None:
-    if ex.status == 200:
-        try:
-            if isinstance(ex.json, dict):
-                return
-        except (ValueError, RecursionError):
-            pass
-    raise QuirkFound(quirk, f"{what}: {error_shape(ex)}", ex, evidence(ex))
 
 
 def unclosed(text: str) -> bool:
@@ -204,14 +195,14 @@ def _requested_schema(req: Request) -> Any:
 
 # -- json_object ------------------------------------------------------------------------------------
 
-@check(OBJECT_ACCEPTED, rule="RF-1", probes=["json.object"], quirks=["json.object-rejected"],
+@check("json.object-accepted", rule="RF-1", probes=["json.object"], quirks=["json.object-rejected"],
        needs=("json_object",), applies=_wants("json_object"))
 def object_accepted(ex: Exchange) -> None:
     """`response_format: {"type": "json_object"}` is accepted."""
-    _accepted(ex, "json.object-rejected", "response_format json_object was not answered 200")
+    require_200_object(ex, "json.object-rejected", "response_format json_object was not answered 200")
 
 
-@check(OBJECT_VALID, rule="RF-2", probes=["json.object"], quirks=["json.object-ignored", "json.object-blank-output"],
+@check("json.object-valid", rule="RF-2", probes=["json.object"], quirks=["json.object-ignored", "json.object-blank-output"],
        needs=("json_object",), applies=_wants("json_object"))
 def object_valid(ex: Exchange) -> list[Observation]:
     """With json_object, `message.content` parses as a JSON object."""
@@ -261,7 +252,7 @@ def _cut(ex: Exchange, quirk: str, accepted_owner: str, valid_owner: str) -> lis
                   valid_owner, ex)
 
 
-@check(OBJECT_CUT, rule="RF-4", probes=["json.object-cut"], quirks=["json.object-cut-not-length"],
+@check("json.object-cut-length", rule="RF-4", probes=["json.object-cut"], quirks=["json.object-cut-not-length"],
        needs=("json_object",), applies=_wants("json_object"))
 def object_cut_length(ex: Exchange) -> list[Observation]:
     """A json_object reply cut at max_tokens says finish_reason "length"."""
@@ -270,14 +261,14 @@ def object_cut_length(ex: Exchange) -> list[Observation]:
 
 # -- json_schema ------------------------------------------------------------------------------------
 
-@check(SCHEMA_ACCEPTED, rule="RF-1", probes=["json.schema"], quirks=["json.schema-rejected"],
+@check("json.schema-accepted", rule="RF-1", probes=["json.schema"], quirks=["json.schema-rejected"],
        needs=("json_schema",), applies=_wants("json_schema"))
 def schema_accepted(ex: Exchange) -> None:
     """`response_format` json_schema with `strict: true` and a strict-subset schema is accepted."""
-    _accepted(ex, "json.schema-rejected", "response_format json_schema (strict) was not answered 200")
+    require_200_object(ex, "json.schema-rejected", "response_format json_schema (strict) was not answered 200")
 
 
-@check(SCHEMA_VALID, rule="RF-3", probes=["json.schema"], quirks=["json.schema-ignored"],
+@check("json.schema-valid", rule="RF-3", probes=["json.schema"], quirks=["json.schema-ignored"],
        needs=("json_schema",), applies=_wants("json_schema"))
 def schema_valid(ex: Exchange) -> list[Observation]:
     """With strict json_schema, `message.content` validates against the schema (or `refusal` is set)."""
@@ -299,7 +290,7 @@ def schema_valid(ex: Exchange) -> list[Observation]:
     return []
 
 
-@check(SCHEMA_CUT, rule="RF-4", probes=["json.schema-cut"], quirks=["json.schema-cut-not-length"],
+@check("json.schema-cut-length", rule="RF-4", probes=["json.schema-cut"], quirks=["json.schema-cut-not-length"],
        needs=("json_schema",), applies=_wants("json_schema"))
 def schema_cut_length(ex: Exchange) -> list[Observation]:
     """A json_schema reply cut at max_tokens says finish_reason "length" (openai-python's .parse() relies on it)."""

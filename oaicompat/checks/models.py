@@ -7,7 +7,7 @@ from typing import Any
 from ..exchange import Exchange
 from ..transport import RequestSpec
 from .base import is_int, Blocked, ProbeContext, QuirkFound, check, clip, compact, evidence, probe, request_line
-from .chat import STATUS_OWNER, error_message, json_body
+from .common import CHAT_STATUS, error_message, json_body
 
 UNKNOWN_MODEL = "oaicompat-no-such-model"
 NEEDS = ("models_endpoint",)
@@ -54,7 +54,7 @@ def _entry_rule(ex: Exchange, quirk: str, ok, what: str) -> None:
                          evidence(ex, *(f"< data entry: {compact(e)}" for e in bad[:3])))
 
 
-@check(LIST_STATUS, rule="MODELS-1", probes=["models.list"], quirks=["models.unsupported", "models.list-error"],
+@check("models.list-status", rule="MODELS-1", probes=["models.list"], quirks=["models.unsupported", "models.list-error"],
        needs=NEEDS)
 def list_status(ex: Exchange) -> None:
     """GET /models is answered 200."""
@@ -65,7 +65,7 @@ def list_status(ex: Exchange) -> None:
     raise QuirkFound("models.list-error", f"GET /models got {ex.summary()}{error_message(ex)}", ex, evidence(ex))
 
 
-@check(LIST_SHAPE, rule="MODELS-1", probes=["models.list"], quirks=["models.list-not-json", "models.non-list-shape"],
+@check("models.list-shape", rule="MODELS-1", probes=["models.list"], quirks=["models.list-not-json", "models.non-list-shape"],
        needs=NEEDS)
 def list_shape(ex: Exchange) -> None:
     """The list is `{"object": "list", "data": [model objects…]}`."""
@@ -127,7 +127,7 @@ def entry_owned_by(ex: Exchange) -> None:
 def configured_model_listed(listing: Exchange, basic: Exchange) -> None:
     """The model id that chat completions accepts is among the ids GET /models lists."""
     if basic.status != 200:
-        raise Blocked(f"chat.basic got {basic.summary()}", STATUS_OWNER, basic)
+        raise Blocked(f"chat.basic got {basic.summary()}", CHAT_STATUS, basic)
     entries = _entries(listing)
     model = basic.request.field("model")
     ids = [e.get("id") for e in entries]
@@ -136,7 +136,7 @@ def configured_model_listed(listing: Exchange, basic: Exchange) -> None:
                          [request_line(basic), "< HTTP 200", request_line(listing), f"< ids: {compact(ids)}"])
 
 
-@check(RETRIEVE_STATUS, rule="MODELS-3", probes=["models.retrieve"],
+@check("models.retrieve-status", rule="MODELS-3", probes=["models.retrieve"],
        quirks=["models.retrieve-unsupported", "models.retrieve-error"], needs=NEEDS)
 def retrieve_status(ex: Exchange) -> None:
     """GET /models/{id} for the configured model is answered 200."""

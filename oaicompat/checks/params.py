@@ -7,12 +7,12 @@ by the check that owns that probe's "-rejected" quirk.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard
 
 from ..exchange import Exchange
 from ..transport import RequestSpec
 from .base import is_int, Blocked, Observation, ProbeContext, QuirkFound, check, compact, evidence, probe, request_line
-from .chat import error_message, guard_basic, json_body, reply_body, require_accepted
+from .common import error_message, guard_basic, json_body, reply_body, require_accepted
 
 CAP = 5              # max_tokens / max_completion_tokens in the cap probes
 STOP = "e"           # a stop string any English sentence reaches within a few tokens
@@ -20,7 +20,7 @@ TOP_LOGPROBS = 2
 RAMBLE = "Write a long story about a dragon who lives in a castle by the sea."
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 

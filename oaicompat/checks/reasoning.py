@@ -25,12 +25,10 @@ from ..exchange import Exchange
 from ..transport import RequestSpec
 from .base import (Blocked, NotApplicable, Observation, ProbeContext, QuirkFound, check, clip, compact, evidence,
                    first_choice, probe, require_success)
+from .common import CHAT_USAGE, STREAM_STATUS
 from .streamview import stream_view
 
 STATUS_OWNER = "reasoning.status"
-STREAM_OWNER = "stream.status"
-USAGE_OWNER = "chat.usage"
-FIELD_OWNER = "reasoning.message-field"
 
 QUESTION = "What is 17 + 25? Think it through, then answer with the number only."
 REASONING_BUDGET = 256               # max_completion_tokens: room for a short chain of thought
@@ -139,7 +137,7 @@ def _message(ex: Exchange) -> tuple[dict[str, Any], Any]:
     return body, first_choice(body, STATUS_OWNER, ex).get("message")
 
 
-@check(STATUS_OWNER, rule="RESP-1", probes=["reasoning.basic", "reasoning.stream"],
+@check("reasoning.status", rule="RESP-1", probes=["reasoning.basic", "reasoning.stream"],
        quirks=["reasoning.stream-only", "reasoning.basic-rejected"], needs=("reasoning",))
 def reasoning_request_answered(ex: Exchange, stream_ex: Exchange) -> None:
     """A short non-streamed request to a reasoning model is answered 200."""
@@ -153,7 +151,7 @@ def reasoning_request_answered(ex: Exchange, stream_ex: Exchange) -> None:
     raise QuirkFound("reasoning.basic-rejected", f"a short reasoning request got {what}", ex, evidence(ex))
 
 
-@check(FIELD_OWNER, rule="DEV-7", probes=["reasoning.basic"],
+@check("reasoning.message-field", rule="DEV-7", probes=["reasoning.basic"],
        quirks=["reasoning.inline-think-tags", "reasoning.content-field", "reasoning.alt-field"],
        needs=("reasoning",))
 def message_reasoning_field(ex: Exchange) -> list[Observation]:
@@ -178,7 +176,7 @@ def stream_reasoning_field_matches(message_ex: Exchange, stream_ex: Exchange) ->
     _, message = _message(message_ex)
     if stream_ex.status is None or not 200 <= stream_ex.status < 300:
         raise Blocked(f"the streamed request was not answered with success ({stream_ex.summary()})",
-                      STREAM_OWNER, stream_ex)
+                      STREAM_STATUS, stream_ex)
     deltas = stream_view(stream_ex).deltas(0)
     if not deltas:
         raise Blocked("the stream has no choice deltas", "stream.data-json", stream_ex)
@@ -200,7 +198,7 @@ def reasoning_tokens_reported(ex: Exchange) -> list[Observation]:
     body, message = _message(ex)
     usage = body.get("usage")
     if not isinstance(usage, dict):
-        raise Blocked("the reply has no usage object", USAGE_OWNER, ex)
+        raise Blocked("the reply has no usage object", CHAT_USAGE, ex)
     details = usage.get("completion_tokens_details")
     count = details.get("reasoning_tokens") if isinstance(details, dict) else None
     line = f"< \"usage\": {compact(usage)}"

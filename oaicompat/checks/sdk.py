@@ -13,7 +13,7 @@ from __future__ import annotations
 from ..exchange import Exchange
 from ..sdk import INSTALL_HINT, SDKResult, SDKUnavailable, replay_through_openai
 from .base import Blocked, QuirkFound, check, clip, evidence
-from .stream import _show
+from .common import show as _show
 from .streamview import stream_view
 from .streamview import event_line
 

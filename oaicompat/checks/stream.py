@@ -18,21 +18,19 @@ by `stream.truncated`, a 200 body that is not SSE by `stream.body-is-sse`, non-J
 
 from __future__ import annotations
 
-import reprlib
 from typing import Any
 
 from ..exchange import Exchange, Request
 from ..sse import OBS_BOM, OBS_EMPTY_EVENT, OBS_INVALID_UTF8, OBS_UNTERMINATED_EVENT
 from ..timing import timing_of
 from ..transport import RequestSpec
-from .base import (Blocked, NotApplicable, Observation, ProbeContext, QuirkFound, check, clip, compact,
+from .base import (Blocked, NotApplicable, Observation, ProbeContext, QuirkFound, check, clip,
                    evidence, first_choice, probe, request_line, require_success, status_line)
+from .common import FINISH_REASONS, STREAM_STATUS, show
 from .streamview import StreamChunk, StreamView, event_line, stream_view
 
-FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
 CHUNK_OBJECT = "chat.completion.chunk"
 
-STATUS_OWNER = "stream.status"
 TRUNCATED_OWNER = "stream.truncated"
 SSE_OWNER = "stream.body-is-sse"
 JSON_OWNER = "stream.data-json"
@@ -94,14 +92,6 @@ def seeded_plain(ctx: ProbeContext) -> RequestSpec:
 
 # -- helpers ----------------------------------------------------------------------------------------
 
-def _show(value: Any) -> str:
-    """compact(value), also for JSON nested too deep to re-encode (vendor bytes are untrusted)."""
-    try:
-        return compact(value)
-    except (RecursionError, ValueError, TypeError):
-        return clip(reprlib.repr(value))
-
-
 def _is_stream(req: Request) -> bool:
     return req.stream
 
@@ -127,7 +117,7 @@ def _require_200(ex: Exchange, owner: str) -> None:
         raise Blocked(f"the streamed request was answered HTTP {ex.status}", owner, ex)
 
 
-def _view(ex: Exchange, *, status_owner: str = STATUS_OWNER, allow_failure: bool = False) -> StreamView:
+def _view(ex: Exchange, *, status_owner: str = STREAM_STATUS, allow_failure: bool = False) -> StreamView:
     """The parsed stream of a 200 answer, or Blocked naming the check that reports why there is none.
 
     allow_failure: judge what arrived before a transport failure (else Blocked, unless [DONE] came first).
@@ -143,11 +133,11 @@ def _view(ex: Exchange, *, status_owner: str = STATUS_OWNER, allow_failure: bool
     return view
 
 
-def _complete(ex: Exchange, *, status_owner: str = STATUS_OWNER) -> StreamView:
+def _complete(ex: Exchange, *, status_owner: str = STREAM_STATUS) -> StreamView:
     """A whole stream of JSON chunks with no error event, else Blocked."""
     view = _view(ex, status_owner=status_owner)
     if view.error_chunks:
-        raise Blocked(f"the stream carries an error event: {_show(view.error_chunks[0])}", ERROR_OWNER, ex)
+        raise Blocked(f"the stream carries an error event: {show(view.error_chunks[0])}", ERROR_OWNER, ex)
     bad = [c for c in view.chunks if not c.is_object]
     if bad:
         raise Blocked(f"{len(bad)} data event(s) are not JSON objects", JSON_OWNER, ex)
@@ -159,7 +149,7 @@ def _require_indexes(view: StreamView, ex: Exchange) -> None:
     for c in view.chunks:
         for ch in c.choices():
             if not _int(ch.get("index")):
-                raise Blocked(f"a streamed choice has index {_show(ch.get('index'))}", "stream.choice-fields", ex)
+                raise Blocked(f"a streamed choice has index {show(ch.get('index'))}", "stream.choice-fields", ex)
 
 
 def _is_error(obj: Any) -> bool:
@@ -217,7 +207,7 @@ def status_is_success(ex: Exchange) -> None:
        applies=_is_stream)
 def content_type_is_event_stream(ex: Exchange) -> None:
     """A streamed reply's media type is text/event-stream."""
-    _require_200(ex, STATUS_OWNER)
+    _require_200(ex, STREAM_STATUS)
     if ex.content_type != "text/event-stream":
         raise QuirkFound("stream.content-type-wrong", f"content-type is {ex.header('content-type')!r}",
                          ex, evidence(ex))
@@ -227,7 +217,7 @@ def content_type_is_event_stream(ex: Exchange) -> None:
        quirks=["stream.body-not-sse", "stream.not-streamed", "stream.empty-body"], applies=_is_stream)
 def body_is_event_stream(ex: Exchange) -> None:
     """A 200 answer to a streamed request carries SSE data events."""
-    _require_200(ex, STATUS_OWNER)
+    _require_200(ex, STREAM_STATUS)
     if ex.sse.events:
         return
     if ex.failure is not None:
@@ -250,7 +240,7 @@ def body_is_event_stream(ex: Exchange) -> None:
        quirks=["stream.truncated", "stream.never-ends"], applies=_is_stream)
 def stream_ends_cleanly(ex: Exchange) -> None:
     """The connection of a 200 stream ends cleanly: no reset, no timeout, no endless body."""
-    _require_200(ex, STATUS_OWNER)
+    _require_200(ex, STREAM_STATUS)
     f = ex.failure
     if f is None:
         return
@@ -280,7 +270,8 @@ def data_events_are_json(ex: Exchange) -> None:
         raise QuirkFound("stream.data-not-json",
                          f"{len(bad)} of {len(view.chunks)} data events are not JSON objects; first: {why}",
                          ex, evidence(ex, event_line(first.event)))
-    done_at = view.parse.events[view.parse.done_index].offset if view.done else None
+    done = view.parse.done_index
+    done_at = view.parse.events[done].offset if done is not None else None
     empty = [o for o in ex.sse.observations if o.kind == OBS_EMPTY_EVENT and (done_at is None or o.offset < done_at)]
     if empty:
         raise QuirkFound("stream.event-without-data",
@@ -309,7 +300,8 @@ def stream_is_utf8(ex: Exchange) -> None:
 def last_event_terminated(ex: Exchange) -> None:
     """Every event ends with a blank line (else clients silently drop the last one)."""
     view = _view(ex)
-    done_end = view.parse.events[view.parse.done_index].end if view.done else None
+    done = view.parse.done_index
+    done_end = view.parse.events[done].end if done is not None else None
     for o in ex.sse.observations:
         if o.kind != OBS_UNTERMINATED_EVENT:
             continue
@@ -339,7 +331,7 @@ def ends_with_done(ex: Exchange) -> None:
     if view.done:
         return
     if view.error_chunks:   # STREAM-ERR-2: after an error event [DONE] is optional
-        raise Blocked(f"the stream carries an error event: {_show(view.error_chunks[0])}", ERROR_OWNER, ex)
+        raise Blocked(f"the stream carries an error event: {show(view.error_chunks[0])}", ERROR_OWNER, ex)
     tail = _data_of(ex.body[view.parse.events[-1].end:]) if view.parse.events else ""
     if ex.framing == "joined" and tail.strip() == "[DONE]":
         return              # a joined recording may have lost the final newlines
@@ -361,9 +353,10 @@ def ends_with_done(ex: Exchange) -> None:
 def nothing_after_done(ex: Exchange) -> None:
     """Nothing but blank lines and comments follows `data: [DONE]`."""
     view = _view(ex, allow_failure=True)
-    if not view.done:
+    done = view.parse.done_index
+    if done is None:
         raise Blocked("the stream has no [DONE]", DONE_OWNER, ex)
-    end = view.parse.events[view.parse.done_index].end
+    end = view.parse.events[done].end
     tail = ex.body[end:]
     meaningful = [ln for ln in tail.splitlines() if ln.strip() and not ln.lstrip().startswith(b":")]
     if meaningful:
@@ -380,7 +373,7 @@ def no_error_event(ex: Exchange) -> None:
     for pos, c in enumerate(view.chunks):
         if c.is_object and _is_error(c.obj):
             raise QuirkFound("stream.midstream-error-event",
-                             f"after HTTP 200, data event {pos} is an error: {_show(c.obj.get('error'))}",
+                             f"after HTTP 200, data event {pos} is an error: {show(c.obj.get('error'))}",
                              ex, evidence(ex, event_line(c.event)))
     for c in view.chunks:
         if c.event.event == "error":
@@ -397,7 +390,7 @@ def object_is_chunk(ex: Exchange) -> None:
     chunks = _chunks(_view(ex, allow_failure=True), ex)
     wrong = [(pos, c) for pos, c in chunks if c.obj.get("object") != CHUNK_OBJECT]
     if wrong:
-        values = sorted({_show(c.obj.get("object")) for _, c in wrong})
+        values = sorted({show(c.obj.get("object")) for _, c in wrong})
         raise QuirkFound("stream.object-wrong",
                          f"{len(wrong)} of {len(chunks)} chunks have object {', '.join(values)}",
                          ex, evidence(ex, _line(wrong[0][1], wrong[0][0])))
@@ -412,13 +405,13 @@ def chunk_has_required_fields(ex: Exchange) -> None:
         o = c.obj
         problems = []
         if not isinstance(o.get("id"), str) or not o.get("id"):
-            problems.append(f"id {_show(o.get('id'))}")
+            problems.append(f"id {show(o.get('id'))}")
         if not _int(o.get("created")):
-            problems.append(f"created {_show(o.get('created'))}")
+            problems.append(f"created {show(o.get('created'))}")
         if not isinstance(o.get("model"), str):
-            problems.append(f"model {_show(o.get('model'))}")
+            problems.append(f"model {show(o.get('model'))}")
         if not isinstance(o.get("choices"), list):
-            problems.append(f"choices {_show(o.get('choices'))}")
+            problems.append(f"choices {show(o.get('choices'))}")
         if problems:
             raise QuirkFound("stream.chunk-field-missing", f"chunk {pos}: {'; '.join(problems)}", ex,
                              evidence(ex, _line(c, pos)))
@@ -433,8 +426,8 @@ def _changes(ex: Exchange, key: str, quirk: str, *, skip_null: bool = False) -> 
         if first is None:
             first = (pos, c)
         elif c.obj[key] != first[1].obj[key]:
-            raise QuirkFound(quirk, f"{key} is {_show(first[1].obj[key])} in chunk {first[0]} but "
-                                    f"{_show(c.obj[key])} in chunk {pos}",
+            raise QuirkFound(quirk, f"{key} is {show(first[1].obj[key])} in chunk {first[0]} but "
+                                    f"{show(c.obj[key])} in chunk {pos}",
                              ex, evidence(ex, _line(first[1], first[0]), _line(c, pos)))
 
 
@@ -469,11 +462,11 @@ def choice_has_required_fields(ex: Exchange) -> None:
         choices = c.obj.get("choices")
         for ch in choices if isinstance(choices, list) else []:
             if not isinstance(ch, dict):
-                problem = f"a choice is {_show(ch)}"
+                problem = f"a choice is {show(ch)}"
             elif not _int(ch.get("index")):
-                problem = f"index is {_show(ch.get('index'))}"
+                problem = f"index is {show(ch.get('index'))}"
             elif not isinstance(ch.get("delta"), dict):
-                problem = f"delta is {_show(ch.get('delta'))}"
+                problem = f"delta is {show(ch.get('delta'))}"
             elif "finish_reason" not in ch:
                 problem = f"no finish_reason key (keys {sorted(ch)})"
             else:
@@ -491,7 +484,7 @@ def finish_reason_in_enum(ex: Exchange) -> None:
         for ch in c.choices():
             reason = ch.get("finish_reason")
             if reason is not None and not (isinstance(reason, str) and reason in FINISH_REASONS):
-                raise QuirkFound("stream.finish-reason-invalid", f"chunk {pos}: finish_reason is {_show(reason)}",
+                raise QuirkFound("stream.finish-reason-invalid", f"chunk {pos}: finish_reason is {show(reason)}",
                                  ex, evidence(ex, _line(c, pos)))
 
 
@@ -506,14 +499,15 @@ def role_once_and_first(ex: Exchange) -> None:
         raise Blocked("no chunk carries choice 0", FINISH_OWNER, ex)
     chunks = _object_chunks(view)
     pos0, first = entries[0]
-    delta0 = first.get("delta") if isinstance(first.get("delta"), dict) else {}
+    raw_delta = first.get("delta")
+    delta0 = raw_delta if isinstance(raw_delta, dict) else {}
     if delta0.get("role") != "assistant":
         later = next(((p, ch) for p, ch in entries[1:]
                       if isinstance(ch.get("delta"), dict) and ch["delta"].get("role") is not None), None)
-        where = f"; the role arrives in chunk {later[0]} ({_show(later[1]['delta'].get('role'))})" if later \
+        where = f"; the role arrives in chunk {later[0]} ({show(later[1]['delta'].get('role'))})" if later \
             else "; no delta carries a role"
         raise QuirkFound("stream.role-missing-or-late",
-                         f"the first delta of choice 0 (chunk {pos0}) is {_show(first.get('delta'))}{where}",
+                         f"the first delta of choice 0 (chunk {pos0}) is {show(first.get('delta'))}{where}",
                          ex, evidence(ex, _line(chunks[pos0], pos0)))
     for pos, ch in entries[1:]:
         delta = ch.get("delta")
@@ -547,7 +541,7 @@ def one_finish_reason_last(ex: Exchange) -> None:
         filled = {k: v for k, v in delta.items() if not _empty(v)} if isinstance(delta, dict) else {}
         if filled:
             raise QuirkFound("stream.content-after-finish",
-                             f"chunk {pos} carries {_show(filled)} after the finish chunk {fpos}",
+                             f"chunk {pos} carries {show(filled)} after the finish chunk {fpos}",
                              ex, evidence(ex, _line(chunks[fpos], fpos), _line(chunks[pos], pos)))
 
 
@@ -595,7 +589,7 @@ def usage_chunk_present(ex: Exchange) -> None:
     if absent:
         pos = absent[0][0]
         raise QuirkFound("stream.usage-choices-absent",
-                         f"the usage chunk {pos} has choices {_show(absent[0][1].get('choices'))}, not []",
+                         f"the usage chunk {pos} has choices {show(absent[0][1].get('choices'))}, not []",
                          ex, evidence(ex, _line(chunks[pos], pos)))
     pos = with_usage[-1][0]
     raise QuirkFound("stream.usage-in-choice-chunk",
@@ -636,7 +630,7 @@ def usage_only_on_usage_chunk(ex: Exchange) -> None:
     for pos, obj in enumerate(view.objects):
         if pos != found[0] and obj.get("usage") is not None:
             raise QuirkFound("stream.usage-repeated",
-                             f"chunk {pos} also carries usage {_show(obj.get('usage'))}",
+                             f"chunk {pos} also carries usage {show(obj.get('usage'))}",
                              ex, evidence(ex, _line(chunks[pos], pos), _line(chunks[found[0]], found[0])))
 
 
@@ -652,13 +646,13 @@ def streamed_equals_plain(streamed: Exchange, plain: Exchange) -> None:
     message = choice.get("message")
     text = message.get("content") if isinstance(message, dict) else None
     if not isinstance(text, str):
-        raise Blocked(f"the non-streamed content is {_show(text)}", "chat.content", plain)
+        raise Blocked(f"the non-streamed content is {show(text)}", "chat.content", plain)
     got = view.content(0)
     reasons = view.finish_reasons(0)
     s_reason = reasons[-1][1] if reasons else None
-    lines = [request_line(streamed), status_line(streamed), f"< streamed: {_show(got)} finish_reason {s_reason!r}",
+    lines = [request_line(streamed), status_line(streamed), f"< streamed: {show(got)} finish_reason {s_reason!r}",
              request_line(plain), status_line(plain),
-             f"< non-streamed: {_show(text)} finish_reason {choice.get('finish_reason')!r}"]
+             f"< non-streamed: {show(text)} finish_reason {choice.get('finish_reason')!r}"]
     if got != text:
         at = next((i for i, (a, b) in enumerate(zip(got, text)) if a != b), min(len(got), len(text)))
         raise QuirkFound("stream.text-differs",
@@ -675,7 +669,7 @@ def streamed_equals_plain(streamed: Exchange, plain: Exchange) -> None:
 @check("stream.timing", rule="STREAM-7", probes=["stream.basic"], kind="info", applies=_is_stream, framing=True)
 def stream_timing(ex: Exchange) -> list[Observation]:
     """Time to first token and inter-chunk gaps of a short stream."""
-    _require_200(ex, STATUS_OWNER)
+    _require_200(ex, STREAM_STATUS)
     if not ex.chunks:
         raise Blocked("the stream has no body", SSE_OWNER, ex)
     try:
@@ -703,16 +697,17 @@ def extension_fields(ex: Exchange) -> list[Observation]:
                 if key not in CHOICE_KEYS:
                     seen.setdefault(f"extension.choice.{key}", ch[key])
             delta = ch.get("delta")
-            for key in delta if isinstance(delta, dict) else ():
-                if key not in DELTA_KEYS:
-                    seen.setdefault(f"extension.delta.{key}", delta[key])
-    return [Observation(key, _show(value)) for key, value in sorted(seen.items())]
+            if isinstance(delta, dict):
+                for key in delta:
+                    if key not in DELTA_KEYS:
+                        seen.setdefault(f"extension.delta.{key}", delta[key])
+    return [Observation(key, show(value)) for key, value in sorted(seen.items())]
 
 
 @check("stream.framing", rule="SSE-11", probes=["stream.basic"], kind="info", applies=_is_stream)
 def framing_variants(ex: Exchange) -> list[Observation]:
     """SSE framing variants the spec allows (comments, CRLF, `data:` without a space, event names)."""
-    _require_200(ex, STATUS_OWNER)
+    _require_200(ex, STREAM_STATUS)
     out: dict[str, Any] = {}
     for o in ex.sse.observations:
         out.setdefault(f"sse.{o.kind}", o.detail)
