@@ -14,6 +14,7 @@ test extra: pip install -e '.[test]'). This module imports only `oaicompat.excha
 
 from __future__ import annotations
 
+import functools
 import inspect
 import warnings
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ import httpx
 
 from .exchange import Exchange
 
-__all__ = ["INSTALL_HINT", "SDKResult", "SDKUnavailable", "ErrorKind", "replay_through_openai"]
+__all__ = ["INSTALL_HINT", "SDKResult", "SDKUnavailable", "ErrorKind", "load_openai", "replay_through_openai"]
 
 INSTALL_HINT = "pip install -e '.[test]'"
 BASE_URL = "http://sdk.invalid/v1"
@@ -139,13 +140,25 @@ def _choice0(choices: Any) -> Any:
     return choices[0] if isinstance(choices, list) and choices else None
 
 
-def replay_through_openai(ex: Exchange, *, helper: bool = False) -> SDKResult:
-    """Feed the recorded response to openai-python; never raises except SDKUnavailable."""
+@functools.cache
+def _import_openai() -> Any:
+    import openai
+
+    return openai
+
+
+def load_openai() -> Any:
+    """The openai module, imported on first use and once (an import costs seconds, so only the SDK checks pay
+    it, never the replay of other checks); SDKUnavailable when it is not installed."""
     try:
-        import openai
+        return _import_openai()
     except ImportError as exc:
         raise SDKUnavailable(exc) from None
 
+
+def replay_through_openai(ex: Exchange, *, helper: bool = False) -> SDKResult:
+    """Feed the recorded response to openai-python; never raises except SDKUnavailable."""
+    openai = load_openai()
     stream = ex.request.stream
     sent: list[bool] = []
     state: dict[str, Any] = {"text": None, "finish": None, "role": None, "chunks": 0, "type": None}
