@@ -73,7 +73,7 @@ class RunMode:
     @property
     def merges(self) -> bool:
         """A written cassette keeps its old interactions and gains the new ones."""
-        return self.record_mode == "new_episodes"
+        return not self.live_only and self.record_mode == "new_episodes"
 
     def replays(self, *, cassette_loaded: bool, recorded: bool) -> bool:
         """Whether a request is answered from the cassette. `recorded`: the cassette holds this request."""

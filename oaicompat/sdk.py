@@ -14,7 +14,6 @@ test extra: pip install -e '.[test]'). This module imports only `oaicompat.excha
 
 from __future__ import annotations
 
-import functools
 import inspect
 import warnings
 from dataclasses import dataclass
@@ -140,20 +139,15 @@ def _choice0(choices: Any) -> Any:
     return choices[0] if isinstance(choices, list) and choices else None
 
 
-@functools.cache
-def _import_openai() -> Any:
-    import openai
-
-    return openai
-
-
 def load_openai() -> Any:
-    """The openai module, imported on first use and once (an import costs seconds, so only the SDK checks pay
-    it, never the replay of other checks); SDKUnavailable when it is not installed."""
+    """The openai module, imported on the first SDK check and never before (the import costs seconds, so only
+    the SDK checks pay it, never the replay of other checks; later calls find it in sys.modules);
+    SDKUnavailable when it is not installed."""
     try:
-        return _import_openai()
+        import openai
     except ImportError as exc:
         raise SDKUnavailable(exc) from None
+    return openai
 
 
 def replay_through_openai(ex: Exchange, *, helper: bool = False) -> SDKResult:
