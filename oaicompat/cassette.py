@@ -34,7 +34,11 @@ from .errors import CassetteError, CassetteMiss
 from .exchange import Attempt, Chunk, Exchange, Request, TransportFailure
 from .paths import shown_path
 from .scrub import Scrubber
-from .transport import RECORDED_ATTRIBUTE, RECORDED_EXTENSION
+
+# the recorded metadata of a replayed interaction: on the response (httpx extension), or on the exception a
+# replayed "no response" raises; the session reads it back (oaicompat.session)
+RECORDED_EXTENSION = "oaicompat_recorded"
+RECORDED_ATTRIBUTE = "oaicompat_recorded"
 
 FORMAT_VERSION = 1
 _SKIP_REPLAY_HEADERS = frozenset({"content-length", "transfer-encoding", "content-encoding"})

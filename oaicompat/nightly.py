@@ -46,6 +46,7 @@ from .errors import OaicompatError, ResultsError
 from .latency import annotate_latency
 from .paths import CASSETTES, PROJECT_ROOT, PROVIDERS_FILE
 from .results import RESULTS_FORMAT, load_results, validate_results, write_json_atomic
+from .run_mode import RECORD_MODES, RunMode
 
 SUITES = PROJECT_ROOT / "suites"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]", "0.0.0.0"}
@@ -200,11 +201,7 @@ def _run_shard(shard: Shard, args: argparse.Namespace) -> Shard:
 
 
 def _mode_args(args: argparse.Namespace) -> list[str]:
-    if args.live:
-        return ["--live"]
-    if args.record_mode and args.record_mode != "none":
-        return [f"--record-mode={args.record_mode}"]
-    return []
+    return RunMode.parse(args.record_mode, live=bool(args.live)).pytest_args()
 
 
 def _notice(message: str) -> None:
@@ -264,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--live", action="store_true", help="talk to the providers, write no cassette")
     mode.add_argument("--record-mode", default=None,
-                      choices=("none", "once", "new_episodes", "all", "rewrite"),
+                      choices=RECORD_MODES,
                       help="as pytest --record-mode (default none: replay the cassettes)")
     p.add_argument("--jobs", "-j", type=int, default=min(4, os.cpu_count() or 1),
                    help="shards run at once (default: min(4, CPUs))")

@@ -23,7 +23,7 @@ import httpx
 
 from .exchange import Exchange
 
-__all__ = ["INSTALL_HINT", "SDKResult", "SDKUnavailable", "ErrorKind", "replay_through_openai"]
+__all__ = ["INSTALL_HINT", "SDKResult", "SDKUnavailable", "ErrorKind", "load_openai", "replay_through_openai"]
 
 INSTALL_HINT = "pip install -e '.[test]'"
 BASE_URL = "http://sdk.invalid/v1"
@@ -139,13 +139,20 @@ def _choice0(choices: Any) -> Any:
     return choices[0] if isinstance(choices, list) and choices else None
 
 
-def replay_through_openai(ex: Exchange, *, helper: bool = False) -> SDKResult:
-    """Feed the recorded response to openai-python; never raises except SDKUnavailable."""
+def load_openai() -> Any:
+    """The openai module, imported on the first SDK check and never before (the import costs seconds, so only
+    the SDK checks pay it, never the replay of other checks; later calls find it in sys.modules);
+    SDKUnavailable when it is not installed."""
     try:
         import openai
     except ImportError as exc:
         raise SDKUnavailable(exc) from None
+    return openai
 
+
+def replay_through_openai(ex: Exchange, *, helper: bool = False) -> SDKResult:
+    """Feed the recorded response to openai-python; never raises except SDKUnavailable."""
+    openai = load_openai()
     stream = ex.request.stream
     sent: list[bool] = []
     state: dict[str, Any] = {"text": None, "finish": None, "role": None, "chunks": 0, "type": None}
