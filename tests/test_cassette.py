@@ -55,7 +55,7 @@ def test_canonical_body_ignores_key_order():
 @pytest.mark.parametrize("text, message", [
     ("oaicompat_cassette: 1\ninteractions:\n- request: {method: POST\n", "not valid YAML"),
     ("just: a mapping\n", "not an oaicompat cassette"),
-    ("oaicompat_cassette: 1\ninteractions:\n- {request: {}, response: {}}\n", "interaction 0"),
+    ("oaicompat_cassette: 1\ninteractions:\n- {request: {}, response: {}}\n", r"interactions\[0\]\.request\.method"),
     ("", "not an oaicompat cassette"),
 ])
 def test_corrupt_cassettes_give_one_clear_error(tmp_path, text, message):
