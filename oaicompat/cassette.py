@@ -11,7 +11,9 @@ Format (version 1), readable on a code host:
         elapsed: seconds
 
 Bodies keep their original chunk boundaries and arrival times. Writes are atomic and verified: the
-file is re-read and must give back the same bytes before it replaces the old one.
+file is re-read and must give back the same bytes before it replaces the old one. Reads are strict: every field
+is checked (oaicompat.cassette_schema) and anything else is a CassetteError naming the file and the field. A
+parsed cassette is kept in a cache under the user's cache directory (see `_cache_get`), never used for writes.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from . import __version__
 from .cassette_schema import FORMAT_VERSION, check_document
 from .errors import CassetteError, CassetteMiss
 from .exchange import Attempt, Chunk, Exchange, Request, TransportFailure
-from .fileio import atomic_write_text, dump_yaml, remove_stale_temps, yaml_loader
+from .fileio import atomic_write_bytes, atomic_write_text, dump_yaml, remove_stale_temps, yaml_loader
 from .paths import shown_path
 from .scrub import Scrubber
 from .transport import RECORDED_ATTRIBUTE, RECORDED_EXTENSION
@@ -208,27 +210,38 @@ def _cache_path(digest: str) -> Path:
 
 
 def _cache_get(digest: str) -> dict[str, Any] | None:
+    """The cached document of the cassette whose bytes hash to `digest`, or None (absent, damaged, other format).
+
+    An entry is one JSON line naming the cassette's hash and the hash of the document that follows it."""
     if not _cache_on():
         return None
     try:
-        entry = json.loads(_cache_path(digest).read_bytes())
+        head, _, body = _cache_path(digest).read_bytes().partition(b"\n")
+        entry = json.loads(head)
+        if not isinstance(entry, dict) or entry.get("cache") != CACHE_FORMAT or entry.get("sha256") != digest \
+                or entry.get("version") != __version__ \
+                or entry.get("document_sha256") != hashlib.sha256(body).hexdigest():
+            return None
+        document = json.loads(body)
     except (OSError, ValueError, RecursionError):
         return None
-    if not isinstance(entry, dict) or entry.get("cache") != CACHE_FORMAT or entry.get("sha256") != digest \
-            or entry.get("version") != __version__ or not isinstance(entry.get("document"), dict):
-        return None
-    return entry["document"]
+    return document if isinstance(document, dict) else None
 
 
 def _cache_put(digest: str, document: dict[str, Any]) -> None:
     if not _cache_on():
         return
     try:
-        text = json.dumps({"cache": CACHE_FORMAT, "sha256": digest, "version": __version__, "document": document},
-                          ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        if json.loads(text)["document"] != document:    # JSON cannot hold it exactly (a YAML date, an int key)
+        body = json.dumps(document, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+        if json.loads(body) != document:      # JSON cannot hold it exactly (a YAML date, an int key)
             return
-        atomic_write_text(_cache_path(digest), text, fsync=False)
+        head = json.dumps({"cache": CACHE_FORMAT, "sha256": digest, "version": __version__,
+                           "document_sha256": hashlib.sha256(body).hexdigest()}).encode("ascii")
+        path = _cache_path(digest)
+        if path.parent not in _swept:
+            remove_stale_temps(path.parent)
+            _swept.add(path.parent)
+        atomic_write_bytes(path, head + b"\n" + body, fsync=False)
     except (OSError, ValueError, TypeError, RecursionError):
         return                   # no cache this time; the cassette itself was read fine
 
