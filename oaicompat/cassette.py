@@ -43,6 +43,7 @@ from .transport import RECORDED_ATTRIBUTE, RECORDED_EXTENSION
 _SKIP_REPLAY_HEADERS = frozenset({"content-length", "transfer-encoding", "content-encoding"})
 CACHE_ENV = "OAICOMPAT_CACHE"       # the cache root, as for the local servers; default ~/.cache/oaicompat
 CACHE_FORMAT = 1                    # bump when the cached form or the format's checks change
+CACHE_ENTRIES = 5000                # at most this many cached cassettes (the repository has under a thousand)
 _swept: set[Path] = set()           # directories whose leftover temp files this process removed
 
 
@@ -239,11 +240,25 @@ def _cache_put(digest: str, document: dict[str, Any]) -> None:
                            "document_sha256": hashlib.sha256(body).hexdigest()}).encode("ascii")
         path = _cache_path(digest)
         if path.parent not in _swept:
-            remove_stale_temps(path.parent)
             _swept.add(path.parent)
+            remove_stale_temps(path.parent)
+            _prune(path.parent)
         atomic_write_bytes(path, head + b"\n" + body, fsync=False)
     except (OSError, ValueError, TypeError, RecursionError):
         return                   # no cache this time; the cassette itself was read fine
+
+
+def _prune(directory: Path, limit: int = CACHE_ENTRIES) -> None:
+    """Keep the cache to `limit` entries: past it, drop the oldest written down to three quarters of it."""
+    try:
+        entries = list(directory.glob("*.json"))
+        if len(entries) <= limit:
+            return
+        by_age = sorted(entries, key=lambda p: p.stat().st_mtime_ns)
+        for old in by_age[: len(entries) - limit * 3 // 4]:
+            old.unlink(missing_ok=True)
+    except OSError:
+        return          # another process pruned meanwhile; the next run prunes again
 
 
 def new_header(*, provider: str, model: str, test: str, record_mode: str,

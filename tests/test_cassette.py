@@ -9,6 +9,12 @@ from oaicompat.exchange import Chunk, Exchange, Request, TransportFailure
 from oaicompat.scrub import Scrubber
 
 
+@pytest.fixture(autouse=True)
+def _own_cassette_cache(tmp_path, monkeypatch):
+    """These tests' cassettes are cached in their own folder, not the user's cache."""
+    monkeypatch.setenv("OAICOMPAT_CACHE", str(tmp_path / "cache"))
+
+
 def make(chunks, failure=None, status=200):
     req = Request("POST", "http://h/v1/chat/completions", "/chat/completions",
                   (("Authorization", "[REDACTED]"),), b'{"model":"m","stream":true}')
@@ -182,3 +188,15 @@ def test_the_cache_can_be_turned_off_and_an_unwritable_cache_is_no_error(tmp_pat
     cache.parent.mkdir(parents=True)
     cache.write_text("a file where the cache directory should be")
     assert Cassette.load(path).exchanges()[0].body == b"x"
+
+
+def test_the_cache_is_pruned_to_its_limit(tmp_path, cache):
+    from oaicompat import cassette as module
+
+    cache.mkdir(parents=True)
+    for i in range(8):
+        entry = cache / f"{i:064x}.json"
+        entry.write_text("{}")
+        os.utime(entry, ns=(i * 10**9, i * 10**9))
+    module._prune(cache, limit=4)
+    assert sorted(p.name for p in cache.iterdir()) == [f"{i:064x}.json" for i in (5, 6, 7)]

@@ -27,6 +27,11 @@ from oaicompat.scrub import Scrubber
 Doc = dict[str, Any]
 
 
+@pytest.fixture(autouse=True)
+def _own_cassette_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OAICOMPAT_CACHE", str(tmp_path / "cache"))
+
+
 def _exchange() -> Exchange:
     req = Request("POST", "http://h/v1/chat/completions", "/chat/completions",
                   (("content-type", "application/json"),), b'{"model":"m","stream":true}')
