@@ -10,7 +10,7 @@ Steps:
  1. shards: one pytest subprocess per provider (`--jobs N` at a time), each writing OUTDIR/results-<p>.json and
     its log to OUTDIR/logs/<p>.log (the command line is the log's first line). Recording shards share the cassette directory: a provider's cassettes live
     under <cassette-dir>/<provider>/ and every write is atomic, so two shards never write the same file.
- 2. merge: `merge_results` (later wins per provider, model and check) → OUTDIR/results.json, validated against
+ 2. merge: `merge_documents` (later wins per provider, model and check) → OUTDIR/results.json, validated against
     fixtures/schemas/results.schema.json, with each provider's latency recomputed from the surviving records.
  3. diff against --previous (`oaicompat diff`: OUTDIR/diff.md and diff.html).
  4. report (`oaicompat report`) → OUTDIR/report/, with data/results.json beside it (what the next night
@@ -46,6 +46,7 @@ from .errors import OaicompatError, ResultsError
 from .latency import annotate_latency
 from .paths import CASSETTES, PROJECT_ROOT, PROVIDERS_FILE
 from .results import RESULTS_FORMAT, load_results, validate_results, write_json_atomic
+from .run import child_env
 from .run_mode import RECORD_MODES, RunMode
 
 SUITES = PROJECT_ROOT / "suites"
@@ -55,7 +56,7 @@ FAILED_CHECKS = 1          # pytest: tests failed — quirks and violations, rep
 
 # -- merge (pure) ---------------------------------------------------------------------------------------
 
-def merge_results(docs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def merge_documents(docs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Several results documents as one (pure; the result is validated against the results schema).
 
     A later document's records for a (provider, model, check) replace every earlier record for that key; within
@@ -195,7 +196,7 @@ def _run_shard(shard: Shard, args: argparse.Namespace) -> Shard:
         log.write("+ " + " ".join(cmd) + "\n")
         log.flush()
         shard.rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   cwd=PROJECT_ROOT)
+                                   cwd=PROJECT_ROOT, env=child_env())
     shard.seconds = time.monotonic() - started
     return shard
 
@@ -249,7 +250,7 @@ def _cli(*argv: str) -> list[str]:
 def _call(cmd: list[str]) -> int:
     print("+ " + " ".join(cmd), file=sys.stderr)
     sys.stdout.flush()
-    return subprocess.call(cmd, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL)
+    return subprocess.call(cmd, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, env=child_env())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -349,7 +350,7 @@ def main(argv: list[str]) -> int:
     merged_path = out / "results.json"
     try:
         docs = [load_results(p) for p in paths]
-        merged = merge_results(docs)
+        merged = merge_documents(docs)
     except OaicompatError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2

@@ -8,11 +8,14 @@ third-party recordings, and render the published report from both.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from .paths import IMPORTED, PROJECT_ROOT, REPORTS
+from .servers.paths import cache_root
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +32,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def child_env(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The environment for the pytest and oaicompat children: ours, except that they may write bytecode, so each
+    does not compile the package and rewrite the suites' asserts again. Where PYTHONDONTWRITEBYTECODE was set
+    (to keep __pycache__ out of the checkout), the bytecode goes under the cache root instead."""
+    env = dict(environ)
+    if env.pop("PYTHONDONTWRITEBYTECODE", None) is not None:
+        env.setdefault("PYTHONPYCACHEPREFIX", str(cache_root() / "pycache"))
+    return env
+
+
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     cmd = [sys.executable, "-m", "pytest", str(PROJECT_ROOT / "suites"), "-p", "no:cacheprovider",
@@ -39,19 +52,20 @@ def main(argv: list[str]) -> int:
         cmd.append(f"--record-mode={args.record_mode}")
     cmd += args.pytest_args
     print("+", " ".join(cmd), file=sys.stderr)
-    rc = subprocess.call(cmd, cwd=PROJECT_ROOT)
+    env = child_env()
+    rc = subprocess.call(cmd, cwd=PROJECT_ROOT, env=env)
     if rc == 5:
         print("oaicompat run: pytest ran no test", file=sys.stderr)
     results = [args.results]
     if any(IMPORTED.glob("*/*/PROVENANCE.yaml")):
         erc = subprocess.call([sys.executable, "-m", "oaicompat.cli", "evidence", "-o", args.evidence_results],
-                              cwd=PROJECT_ROOT)
+                              cwd=PROJECT_ROOT, env=env)
         if erc == 0:
             results.append(args.evidence_results)
         rc = rc or erc
     if not args.no_report and Path(args.results).exists():
         rrc = subprocess.call([sys.executable, "-m", "oaicompat.cli", "report", *results,
                                "--providers", str(PROJECT_ROOT / "providers.yaml"), "-o", args.output],
-                              cwd=PROJECT_ROOT)
+                              cwd=PROJECT_ROOT, env=env)
         rc = rc or rrc
     return rc

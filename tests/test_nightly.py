@@ -17,7 +17,7 @@ from oaicompat.nightly import (
     hosted_matrix,
     is_remote,
     main,
-    merge_results,
+    merge_documents,
     servers_cache_key,
 )
 from oaicompat.paths import CASSETTES, PROVIDERS_FILE
@@ -64,7 +64,7 @@ def test_merge_later_wins_per_provider_model_and_check():
                      record("p", "chat.a", "pass", model="m2")],
             providers={"p": {"title": "P2", "kind": "hosted", "models": ["m2"], "recorded": False}},
             started="2025-12-31T00:00:00Z", finished="2026-01-01T00:03:00Z")
-    merged = merge_results([a, b])
+    merged = merge_documents([a, b])
     table = {(r["provider"], r["model"], r["check"]): r["outcome"] for r in merged["records"]}
     assert table == {("p", "m", "chat.a"): "pass", ("p", "m", "chat.b"): "pass", ("q", "m", "chat.a"): "pass",
                      ("p", "m2", "chat.a"): "pass"}
@@ -73,8 +73,8 @@ def test_merge_later_wins_per_provider_model_and_check():
     assert merged["started_at"] == "2025-12-31T00:00:00Z" and merged["finished_at"] == "2026-01-01T00:05:00Z"
     assert merged["providers"]["p"]["title"] == "P2" and merged["providers"]["p"]["models"] == ["m", "m2"]
     assert merged["providers"]["q"]["title"] == "Q"
-    assert merge_results([b, a])["mode"] == "live+replay"
-    assert {r["outcome"] for r in merge_results([b, a])["records"] if r["check"] == "chat.b"} == {"violation"}
+    assert merge_documents([b, a])["mode"] == "live+replay"
+    assert {r["outcome"] for r in merge_documents([b, a])["records"] if r["check"] == "chat.b"} == {"violation"}
 
 
 def test_merge_joins_modes_once_and_recomputes_latency():
@@ -83,7 +83,7 @@ def test_merge_joins_modes_once_and_recomputes_latency():
             providers={"p": {"title": "P", "kind": "local", "models": ["m"], "recorded": True,
                              "latency": {"stale": True}}})
     b = doc("replay", [record("p", "chat.a", timing=t)])
-    merged = merge_results([a, b])
+    merged = merge_documents([a, b])
     assert merged["mode"] == "replay+imported"
     assert merged["providers"]["p"]["recorded"] is True
     assert merged["providers"]["p"]["latency"]["total_p50"] == 1.5     # from the surviving record only
@@ -92,10 +92,10 @@ def test_merge_joins_modes_once_and_recomputes_latency():
 
 def test_merge_validates_and_refuses_nothing():
     with pytest.raises(ResultsError, match="nothing to merge"):
-        merge_results([])
+        merge_documents([])
     bad = doc("live", [record("p", "chat.a", outcome="great")])
     with pytest.raises(ResultsError, match="results.schema.json"):
-        merge_results([bad])
+        merge_documents([bad])
 
 
 # -- what the workflow reads -------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from oaicompat.report.model import (
     area_rank,
     build_report,
     evidence_view,
-    merge_results,
+    merge_runs,
     safe_url,
     slug,
 )
@@ -174,7 +174,7 @@ def test_merge_later_file_wins_for_the_same_provider_model_and_check() -> None:
     first = doc([rec("a", "chat.object", "violation"), rec("a", "chat.id"), rec("b", "chat.object")])
     second = doc([rec("a", "chat.object", "pass"), rec("a", "chat.object", model="m2")],
                  started_at="2026-10-31T02:00:00Z")
-    merged = merge_results([("one.json", first), ("two.json", second)])
+    merged = merge_runs([("one.json", first), ("two.json", second)])
     assert [r["outcome"] for r in merged.records[("a", "m1", "chat.object")]] == ["pass"]
     assert merged.runs[("a", "m1", "chat.object")].name == "two.json"
     assert [r["outcome"] for r in merged.records[("a", "m1", "chat.id")]] == ["pass"]
@@ -559,7 +559,7 @@ def _pair() -> tuple[dict[str, Any], dict[str, Any]]:
 
 def test_diff_reports_quirks_checks_and_providers_that_changed() -> None:
     old, new = _pair()
-    d = diff_results(merge_results([("old.json", old)]), merge_results([("new.json", new)]))
+    d = diff_results(merge_runs([("old.json", old)]), merge_runs([("new.json", new)]))
     assert d.added == ("added",) and d.lost == ("lost",)
     a = next(p for p in d.providers if p.provider == "a")
     assert [q.quirk for q in a.appeared] == ["chat.new"] and not a.appeared[0].expected
@@ -581,9 +581,9 @@ def test_diff_without_regressions_is_clean() -> None:
     old, _ = _pair()
     better = copy.deepcopy(old)
     better["records"][1]["outcome"] = "pass"
-    d = diff_results(merge_results([("o", old)]), merge_results([("n", better)]))
+    d = diff_results(merge_runs([("o", old)]), merge_runs([("n", better)]))
     assert not d.regressed and diff_text(d).rstrip().endswith("no regressions")
-    same = diff_results(merge_results([("o", old)]), merge_results([("o", old)]))
+    same = diff_results(merge_runs([("o", old)]), merge_runs([("o", old)]))
     assert same.providers == () and "no changes" in diff_text(same)
 
 
@@ -604,7 +604,7 @@ def test_diff_cli_exit_codes_and_outputs(tmp_path: Path, capsys: pytest.CaptureF
 
 def test_diff_escapes_vendor_text() -> None:
     evil = xss_results()
-    d = diff_results(merge_results([("o", doc([rec("good", "chat.object")]))]), merge_results([("n", evil)]))
+    d = diff_results(merge_runs([("o", doc([rec("good", "chat.object")]))]), merge_runs([("n", evil)]))
     html = diff_html(d)
     page = parse(html)
     assert not any(t in ("script", "img", "svg") for t, _ in page.tags)

@@ -29,9 +29,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,6 +39,7 @@ from typing import Any
 import yaml
 
 from ..exchange import Chunk, Exchange, Framing, Request
+from ..fileio import atomic_write_text, dump_yaml
 from ..scrub import REDACTED, SECRET_HEADERS, redact_keylike
 from .formats import (
     MAX_FILE_BYTES,
@@ -252,48 +251,6 @@ def parse_source(spec: str) -> tuple[str, str]:
     if not m:
         raise RecordingError(f"--source {spec!r} is not owner/repo@commit (commit: 7 to 40 hex digits)")
     return m.group(1), m.group(2).lower()
-
-
-# -- YAML output ------------------------------------------------------------------------------------------------
-
-try:
-    _BaseDumper: type = yaml.CSafeDumper
-except AttributeError:  # pragma: no cover
-    _BaseDumper = yaml.SafeDumper
-
-
-class _Dumper(_BaseDumper):  # type: ignore[misc,valid-type]
-    def ignore_aliases(self, data: Any) -> bool:   # never emit anchors/aliases
-        return True
-
-
-def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    if "\n" in value and not any(c in value for c in "\r\x85\u2028\u2029\t\ufeff") \
-            and not value.startswith((" ", "\n")) and not any(line.endswith(" ") for line in value.split("\n")):
-        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value)
-
-
-_Dumper.add_representer(str, _str_representer)
-
-
-def dump_yaml(doc: Any) -> str:
-    return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100_000)
-
-
-def write_atomic(path: Path, data: str | bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)   # mkstemp makes 0600; these are repository files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # -- scrubbing ------------------------------------------------------------------------------------------------------
@@ -664,7 +621,7 @@ def _merge_provenance(prov: dict[str, Any], source: Source, entry: dict[str, Any
 def _write_if_changed(path: Path, text: str) -> None:
     if path.exists() and path.read_text(encoding="utf-8", errors="replace") == text:
         return
-    write_atomic(path, text)
+    atomic_write_text(path, text, mode=0o644)
 
 
 def write_license(folder: Path, source: Source) -> None:
@@ -673,7 +630,7 @@ def write_license(folder: Path, source: Source) -> None:
             continue
         target = folder / name
         if not target.exists() or target.read_text(encoding="utf-8", errors="replace") != text:
-            write_atomic(target, text)
+            atomic_write_text(target, text, mode=0o644)
 
 
 # -- reading stored files back ---------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from ..paths import QUIRKS_DIR
 from ..quirks import Catalogue, load_catalogue
 from ..results import load_results
 from .diff import diff_html, diff_markdown, diff_results, diff_text
-from .model import build_report, merge_results
+from .model import build_report, merge_runs
 from .render import render_site
 
 DEFAULT_TITLE = "OpenAI-compatible API conformance"
@@ -97,8 +97,8 @@ def diff_main(argv: list[str]) -> int:
     if isinstance(args, int):
         return args
     try:
-        old = merge_results(_load_all([args.old]))
-        new = merge_results(_load_all([args.new]))
+        old = merge_runs(_load_all([args.old]))
+        new = merge_runs(_load_all([args.new]))
     except OaicompatError as exc:
         return _fail(prog, str(exc))
     d = diff_results(old, new)

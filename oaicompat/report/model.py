@@ -27,7 +27,7 @@ from .basics import (
     entries,
     evidence_view,
     matrix_cell,
-    merge_results,
+    merge_runs,
     provenances,
     safe_url,
     slug,
@@ -49,7 +49,7 @@ __all__ = [
     "build_from_merged",
     "build_report",
     "evidence_view",
-    "merge_results",
+    "merge_runs",
     "safe_url",
     "slug",
     "text",
@@ -162,7 +162,7 @@ def _column(name: str, models: Sequence[str], groups: Mapping[str, Sequence[Entr
 def build_report(docs: Sequence[tuple[str, Mapping[str, Any]]], catalogue: Catalogue | None = None,
                  config: ProvidersConfig | None = None, title: str = DEFAULT_TITLE) -> Report:
     """The whole site's view model from (file name, results document) pairs, later files winning."""
-    return build_from_merged(merge_results(docs), catalogue, config, title)
+    return build_from_merged(merge_runs(docs), catalogue, config, title)
 
 
 def build_from_merged(merged: Merged, catalogue: Catalogue | None = None, config: ProvidersConfig | None = None,

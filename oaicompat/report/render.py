@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup, escape
 
+from ..fileio import atomic_write_text
 from .basics import CELL_STYLE, safe_url
 from .views import Cell, Report
 
@@ -106,25 +105,6 @@ def render_pages(report: Report) -> dict[str, str]:
     return pages
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _write(path: Path, content: str, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(content)
-        os.chmod(tmp, mode)          # mkstemp makes 0600; a published site is readable like any file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_site(pages: dict[str, str], out_dir: Path) -> list[Path]:
     """Write the pages; in a directory an earlier report made, drop its provider and quirk pages that are gone."""
     if (out_dir / MARKER).exists():
@@ -133,9 +113,8 @@ def write_site(pages: dict[str, str], out_dir: Path) -> list[Path]:
                 if f"{sub}/{old.name}" not in pages:
                     old.unlink()
     written = []
-    mode = 0o666 & ~_umask()
     for rel, content in pages.items():
-        _write(out_dir / rel, content, mode)
+        atomic_write_text(out_dir / rel, content, fsync=False)   # the site is rebuilt from results
         written.append(out_dir / rel)
     (out_dir / MARKER).write_text("written by `oaicompat report`; its pages here are replaced on each run\n",
                                   encoding="utf-8")
