@@ -344,7 +344,7 @@ def test_duplicate_source_files_are_imported_once(source_repo, tmp_path: Path, c
     assert [f.name for f in written(out) if f.name.endswith(".yaml") and f.name != "PROVENANCE.yaml"] == ["a.yaml"]
 
 
-def test_rewritten_bodies_are_flagged_and_excluded(source_repo, tmp_path: Path):
+def test_placeholder_bodies_are_excluded_and_parsed_bodies_marked_reserialised(source_repo, tmp_path: Path):
     parsed = {"interactions": [{
         "request": {"method": "POST", "uri": "https://api.cerebras.ai/v1/chat/completions", "headers": {},
                     "parsed_body": {"model": "llama", "messages": [{"role": "user", "content": "hi"}]}},
@@ -361,8 +361,14 @@ def test_rewritten_bodies_are_flagged_and_excluded(source_repo, tmp_path: Path):
     assert run_import([p2], sha, out, repo="crmne/ruby_llm") == 0
     corpus = ev.load_corpus(out)
     assert not corpus.problems
-    assert len(corpus.items) == 2 and all(i.excluded for i in corpus.items)
-    run = ev.run_evidence(None, out, checks=["chat.object", "chat.status"])
+    by_vendor = {i.vendor: i for i in corpus.items}
+    parsed_item, massive = by_vendor["cerebras"], by_vendor["perplexity"]
+    # a parsed body keeps its JSON meaning: not excluded, but marked re-serialised (no byte-level check reads it)
+    assert parsed_item.excluded is None and "parsed_body" in (parsed_item.body_reserialised or "")
+    assert parsed_item.exchange is not None and parsed_item.exchange.json == CHAT_OK
+    assert parsed_item.exchange.meta["body_view"].startswith("compact JSON")
+    assert massive.excluded and "<MASSIVE_TEXT>" in massive.excluded
+    run = ev.run_evidence(None, out, vendors=["perplexity"], checks=["chat.object", "chat.status"])
     assert {r["outcome"] for r in run.records} == {"not-applicable"}
     assert all("excluded" in r["message"] for r in run.records)
 

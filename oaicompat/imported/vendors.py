@@ -90,14 +90,45 @@ def sniff_vendor(url_vendor: str | None, response_text: str) -> tuple[str | None
     return url_vendor, None
 
 
-def model_of(request_body: bytes, response_text: str) -> str:
-    """The model the request asked for (else the one the response names); '' when neither says."""
-    for blob in (request_body.decode("utf-8", "replace"), ):
+NO_MODEL = "(none)"     # an exchange that names no model (e.g. GET /models): never the provider's default
+
+
+def _model_field(obj: object) -> str | None:
+    if isinstance(obj, dict) and isinstance(obj.get("model"), str) and obj["model"].strip():
+        return obj["model"][:200]
+    return None
+
+
+def _first_json(text: str, framing: str) -> object:
+    """The response's JSON object: the whole body, else the first SSE data event, else the first chunk line."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        pass
+    for line in text.split("\n"):
+        line = line.strip()
+        if framing != "data-lines-only":
+            if not line.startswith("data:"):
+                continue
+            line = line[5:].strip()
+        if not line or line == "[DONE]":
+            continue
         try:
-            obj = json.loads(blob) if blob else None
-        except ValueError:
-            obj = None
-        if isinstance(obj, dict) and isinstance(obj.get("model"), str) and obj["model"]:
-            return obj["model"]
-    m = re.search(r'"model"\s*:\s*"([^"]{1,200})"', response_text)
-    return m.group(1) if m else ""
+            obj = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(obj, dict) and "model" in obj:
+            return obj
+    return None
+
+
+def model_of(request_body: bytes, response_body: bytes, framing: str = "joined") -> str:
+    """The model the request names, else the one the response names, else NO_MODEL. Never a default."""
+    try:
+        found = _model_field(json.loads(request_body)) if request_body else None
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        found = None
+    if found:
+        return found
+    text = response_body[:2_000_000].decode("utf-8", "replace")
+    return _model_field(_first_json(text, framing)) or NO_MODEL
