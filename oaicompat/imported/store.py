@@ -52,7 +52,7 @@ from .formats import (
     read_recording,
 )
 from .profiles import IMPORT_SECRET_HEADERS, PROFILES, PathRule, RecorderProfile, profile_for
-from .vendors import model_of, relative_path, sniff_vendor, vendor_for_url
+from .vendors import API_ENDPOINTS, model_of, relative_path, sniff_vendor, vendor_for_url
 
 __all__ = ["IMPORT_SECRET_HEADERS", "PROFILES", "RecorderProfile", "profile_for"]   # re-exported (profiles.py)
 
@@ -353,6 +353,14 @@ def _body_only_path(raw: RawInteraction) -> str:
                          "or `choices`): the endpoint it answered is unknown; not imported")
 
 
+def _api_call_of(url: str, url_vendor: str | None, vendor: str) -> bool:
+    """With --vendor: a request to another known vendor, or to no API endpoint (a licence page, an image
+    download the test fetched) is not that vendor's traffic."""
+    if url_vendor is not None and url_vendor != vendor:
+        return False
+    return relative_path(url, vendor) in API_ENDPOINTS or relative_path(url, vendor).startswith("/models/")
+
+
 STATUS_ASSUMED = ("not recorded; the source's tests replay this body as an HTTP 200 reply, and its recorder "
                   "saves successful replies")
 
@@ -370,6 +378,10 @@ def build_stored(raw_interactions: list[RawInteraction], *, source: Source, vend
         if body_only and vendor_override is None:
             raise RecordingError("a body-only file records no host: pass --vendor to name the vendor it answered")
         url_vendor = None if body_only else vendor_for_url(raw.url)
+        if vendor_override and not body_only and not _api_call_of(raw.url, url_vendor, vendor_override):
+            skipped.append(f"interaction {raw.index}: {raw.method} {redact_text(raw.url)} is not an API call of "
+                           f"{vendor_override} (another host, or no API endpoint); skipped")
+            continue
         vendor = vendor_override or url_vendor
         if vendor_override is None:
             text = "" if raw.response_body.is_parsed else raw.response_body.data[:200_000].decode("utf-8", "replace")

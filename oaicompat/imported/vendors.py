@@ -42,13 +42,17 @@ VENDOR_HOSTS: tuple[VendorHost, ...] = (
     VendorHost("api.x.ai", "xai", "/v1"),
     VendorHost("api.perplexity.ai", "perplexity", ""),
     VendorHost("api.cerebras.ai", "cerebras", "/v1"),
+    VendorHost("ollama.com", "ollama-cloud", "/v1"),
 )
+# servers people run themselves: recordings of them name localhost or a placeholder, so the importer
+# files them only when told (--vendor)
+SELF_HOSTED_VENDORS = frozenset({"ollama", "gpustack", "vllm"})
 
 _BY_HOST = {v.host: v for v in VENDOR_HOSTS}
-KNOWN_VENDORS = frozenset(v.vendor for v in VENDOR_HOSTS)
+KNOWN_VENDORS = frozenset(v.vendor for v in VENDOR_HOSTS) | SELF_HOSTED_VENDORS
 
 # API paths under a base URL; used when a vendor serves the same API under several prefixes
-_ENDPOINTS = ("/chat/completions", "/completions", "/embeddings", "/models", "/responses", "/messages",
+API_ENDPOINTS = _ENDPOINTS = ("/chat/completions", "/completions", "/embeddings", "/models", "/responses", "/messages",
               "/audio/transcriptions", "/audio/speech", "/images/generations", "/moderations")
 
 
