@@ -16,6 +16,7 @@ commit, or a URL). An entry says, for the whole repository:
 and, per path pattern (`paths`, fnmatch on the path inside the repository, first match wins):
 
     body_edited       the recorder (or a persister) edited bodies of matching files: kept as provenance, never read
+    body_reserialised the bytes are re-serialised (JSON meaning kept): no check of exact bytes reads them
     synthetic         matching files are hand-made, not vendor traffic: the importer refuses them
     host_rewritten    the recorded host is not the one that answered (a note; the vendor is sniffed from the body)
     framing           data-lines-only: one SSE data JSON per line, envelope gone (vercel/ai *.chunks.txt)
@@ -66,6 +67,7 @@ class PathRule:
     host_rewritten: str | None = None
     framing: str | None = None
     gzip: str | None = None
+    body_reserialised: str | None = None
 
     def matches(self, path: str) -> bool:
         return fnmatch.fnmatchcase(path, self.pattern)
@@ -126,7 +128,7 @@ class RecorderProfile:
 _REQUIRED = ("repo", "recorder", "config", "sources", "format", "changes")
 _OPTIONAL = ("bodies", "gzip", "dropped_headers", "rewritten_headers", "all_header_values_rewritten",
              "drops_status_at_least", "body_placeholders", "placeholder_pattern", "paths")
-_RULE_KEYS = ("pattern", "body_edited", "synthetic", "host_rewritten", "framing", "gzip")
+_RULE_KEYS = ("pattern", "body_edited", "synthetic", "host_rewritten", "framing", "gzip", "body_reserialised")
 _SOURCE = re.compile(r"^(https://\S+|[\w./*\[\]-]+@[0-9a-f]{12,40})$")
 _REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -169,10 +171,12 @@ def _rule(raw: Any, where: str) -> PathRule:
                     synthetic=_text(raw, "synthetic", where, required=False),
                     host_rewritten=_text(raw, "host_rewritten", where, required=False),
                     framing=_choice(raw, "framing", FRAMINGS, "joined", where) if "framing" in raw else None,
-                    gzip=_choice(raw, "gzip", GZIP, "n/a", where) if "gzip" in raw else None)
-    if not any((rule.body_edited, rule.synthetic, rule.host_rewritten, rule.framing, rule.gzip)):
+                    gzip=_choice(raw, "gzip", GZIP, "n/a", where) if "gzip" in raw else None,
+                    body_reserialised=_text(raw, "body_reserialised", where, required=False))
+    if not any((rule.body_edited, rule.synthetic, rule.host_rewritten, rule.framing, rule.gzip,
+                rule.body_reserialised)):
         raise RecorderTableError(f"{where}: rule {pattern!r} says nothing (give body_edited, synthetic, "
-                                 f"host_rewritten, framing or gzip)")
+                                 f"host_rewritten, framing, gzip or body_reserialised)")
     return rule
 
 

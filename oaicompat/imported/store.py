@@ -320,8 +320,10 @@ def body_edited(raw: RawInteraction, rule: PathRule | None) -> str | None:
     return found
 
 
-def body_reserialised(raw: RawInteraction, framing: str) -> str | None:
+def body_reserialised(raw: RawInteraction, framing: str, rule: PathRule | None = None) -> str | None:
     """Why the body's bytes are not the vendor's although its JSON meaning is (a recorder re-serialised it)."""
+    if rule is not None and rule.body_reserialised:
+        return rule.body_reserialised
     if raw.response_body.is_parsed:
         return ("the recorder parsed the JSON body and stored the structure (parsed_body): key order, spacing and "
                 "string normalisation are not the vendor's; only the JSON's meaning is")
@@ -421,7 +423,7 @@ def build_stored(raw_interactions: list[RawInteraction], *, source: Source, vend
             "framing": framing,
             "excluded": excluded,
             "body_edited": body_edited(raw, rule),
-            "body_reserialised": body_reserialised(raw, framing),
+            "body_reserialised": body_reserialised(raw, framing, rule),
             "lacks": list(raw.lacks),
             "notes": notes,
             "request": request,
