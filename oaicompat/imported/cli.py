@@ -23,9 +23,10 @@ from ..config import ProvidersConfig, load_providers, runtime_environment
 from ..errors import OaicompatError
 from ..paths import IMPORTED, PROVIDERS_FILE
 from ..results import ResultsLog
-from .evidence import run_evidence
+from .evidence import load_corpus, run_evidence
 from .formats import RecordingError
 from .profiles import RecorderTableError, load_table
+from .summary import markdown_table, summarise
 from .store import (
     LICENSE_NAMES,
     NOTICE_NAMES,
@@ -228,6 +229,8 @@ def build_evidence_parser() -> argparse.ArgumentParser:
     p.add_argument("--providers-file", default=str(PROVIDERS_FILE))
     p.add_argument("--vendor", action="append", default=[], help="only this vendor (repeatable)")
     p.add_argument("--check", action="append", default=[], help="only this check id (repeatable)")
+    p.add_argument("--table", action="store_true",
+                   help="also print, per vendor, how many exchanges are imported and how many were judged (Markdown)")
     return p
 
 
@@ -263,6 +266,9 @@ def evidence_main(argv: Sequence[str]) -> int:
             print("    quirks: " + ", ".join(f"{q} ×{n}" for q, n in sorted(quirks[vendor].items())))
     errors = sum(c["error"] for c in by_vendor.values())
     print(f"wrote {out}: {len(run.records)} record(s) from {sum(run.exchanges.values())} imported exchange(s)")
+    if args.table:
+        items = load_corpus(Path(args.imported_dir), args.vendor or None).items
+        print(markdown_table(summarise(items, run.records)))
     return 1 if errors or run.problems else 0
 
 
