@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -263,34 +264,18 @@ def profile_for(repo: str, table: dict[str, RecorderProfile] | None = None) -> R
     return found if found is not None else unknown_profile(repo)
 
 
-@dataclass
-class _Lazy:
-    """PROFILES as a mapping that reads the table on first use (import must not fail on a bad table)."""
-    _table: dict[str, RecorderProfile] | None = field(default=None)
-
-    def _get(self) -> dict[str, RecorderProfile]:
-        return load_table()
+class _LazyTable(Mapping[str, RecorderProfile]):
+    """PROFILES: the recorder table as a read-only mapping, read on first use (importing this module never
+    fails on a bad table; the first lookup raises RecorderTableError)."""
 
     def __getitem__(self, key: str) -> RecorderProfile:
-        return self._get()[key]
+        return load_table()[key]
 
-    def __contains__(self, key: object) -> bool:
-        return key in self._get()
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter(self._get())
+    def __iter__(self) -> Iterator[str]:
+        return iter(load_table())
 
     def __len__(self) -> int:
-        return len(self._get())
-
-    def values(self):  # type: ignore[no-untyped-def]
-        return self._get().values()
-
-    def items(self):  # type: ignore[no-untyped-def]
-        return self._get().items()
-
-    def get(self, key: str, default: RecorderProfile | None = None) -> RecorderProfile | None:
-        return self._get().get(key, default)
+        return len(load_table())
 
 
-PROFILES = _Lazy()
+PROFILES: Mapping[str, RecorderProfile] = _LazyTable()

@@ -13,15 +13,20 @@ A data file (format `oaicompat_imported: 1`):
     interactions:
       - index: 3                       # position in the source file
         recorded_at: 2026-06-08T18:45:36Z | null
-        framing: joined                # chunk boundaries unknown: no source keeps them
+        framing: joined | data-lines-only   # chunk boundaries unknown; data-lines-only: one chunk JSON per line
         excluded: null | "why"         # kept for the record, never run as evidence
+    body_edited: null | "why"      # the body is not what the vendor sent (Content-Length, recorder table)
+    body_reserialised: null | "why"  # the JSON's meaning is the vendor's, its bytes are not
+    lacks: [request, request-headers, status, response-headers, sse-envelope]   # what the source never kept
+    status_assumed: {status, why}  # body-only files: the status their source replays them with
         notes: [...]                   # what the recorder / the import did to this interaction
         request:  {method, url, path, headers: [[k, v]…], body_form, body | body_base64 | body_parsed}
         response: {status, http_version, headers, body_form, body | body_base64 | body_parsed}
 
 The bytes are the source file's bytes (gzip/base64 forms decoded). The only change is secret scrubbing
 (credential headers → [REDACTED], key-like strings → [REDACTED]), listed per interaction in `notes` and in
-PROVENANCE.yaml. Every write is atomic (temp file + os.replace) and verified by reading it back.
+PROVENANCE.yaml. Every file of an import is staged in a temporary folder, verified by reading it back, and
+renamed into place only when all of them are ready. What each source's recorder changes: profiles.py.
 """
 
 from __future__ import annotations
@@ -692,21 +697,6 @@ def _merge_provenance(prov: dict[str, Any], source: Source, entry: dict[str, Any
     files.append(entry)
     prov["files"] = sorted(files, key=lambda f: f["path"])
     return prov
-
-
-def _write_if_changed(path: Path, text: str) -> None:
-    if path.exists() and path.read_text(encoding="utf-8", errors="replace") == text:
-        return
-    write_atomic(path, text)
-
-
-def write_license(folder: Path, source: Source) -> None:
-    for name, text in ((f"LICENSE.{source.slug}", source.license_text), (f"NOTICE.{source.slug}", source.notice_text)):
-        if text is None:
-            continue
-        target = folder / name
-        if not target.exists() or target.read_text(encoding="utf-8", errors="replace") != text:
-            write_atomic(target, text)
 
 
 # -- reading stored files back ---------------------------------------------------------------------------------
