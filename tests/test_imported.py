@@ -904,3 +904,18 @@ def test_a_failed_write_leaves_nothing_half_written(source_repo, tmp_path: Path,
     assert written(out) == [] and len(calls) == 2                    # staged file removed, nothing renamed
     monkeypatch.setattr(store_mod, "write_atomic", real)
     assert run_import([p], sha, out) == 0 and len(written(out)) == 3
+
+
+def test_evidence_table_counts_exchanges_and_judged_ones(source_repo, tmp_path: Path, capsys):
+    chat = source_repo.add("c/a.yaml", vcrpy_doc(vcrpy_interaction(BASIC, CHAT_OK)))
+    body = source_repo.add("c/b.chunks.txt", CHUNK_LINES)
+    sha = source_repo.commit()
+    out = tmp_path / "out"
+    assert run_import([chat], sha, out) == 0
+    assert run_import([body], sha, out, "--vendor", "groq") == 0
+    assert icli.evidence_main(["-o", str(tmp_path / "r.json"), "--imported-dir", str(out), "--table",
+                               "--check", "chat.object"]) == 0
+    table = capsys.readouterr().out
+    # two chat exchanges, one of them body-only; the recorded one is judged by chat.object
+    row = next(line for line in table.splitlines() if line.startswith("| `groq` |"))
+    assert row.startswith("| `groq` | 2 | 2 | 0 | 1 | ") and re.search(r"\| [12] \([12]\) \| someone/project \|$", row)
