@@ -39,9 +39,10 @@ from typing import Any
 import yaml
 
 from ..errors import OaicompatError
+from ..paths import IMPORTED
 from ..scrub import SECRET_HEADERS
 
-RECORDERS_FILE = Path(__file__).resolve().parents[2] / "fixtures" / "imported" / "recorders.yaml"
+RECORDERS_FILE = IMPORTED / "recorders.yaml"
 TABLE_VERSION = 1
 
 # headers whose values are secrets or account identifiers, beyond oaicompat.scrub.SECRET_HEADERS
