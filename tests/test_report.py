@@ -201,7 +201,7 @@ def test_records_behind_one_cell_show_the_most_telling_outcome_and_keep_every_re
     page = report.providers[0]
     anchors = [r.anchor for r in page.detailed + page.brief]
     assert len(anchors) == 5 and len(set(anchors)) == 5
-    assert ">1/3<" in render_pages(report)["index.html"]
+    assert ">1/3<" in render_pages(report)["checks.html"]
     assert aggregate(["pass", "not-applicable"]) == "pass" and aggregate(["pass", "error"]) == "error"
     assert aggregate(["info", "blocked"]) == "info" and aggregate(["strange"]) == "strange"
     # a later file replaces every record of a (provider, model, check) it has
@@ -295,8 +295,8 @@ def test_summary_counts_and_timings_say_recorded_or_live_with_their_date() -> No
     assert s["r"].timing_label == "recorded 2026-09-01"
     assert s["l"].timing_label == "live 2026-10-30"
     assert {c.provider: c.date_label for c in report.columns} == {"r": "recorded 2026-09-01", "l": "live 2026-10-30"}
-    html = render_pages(report)["index.html"]
-    assert "recorded 2026-09-01" in html and "300 ms" in html and "37.5" in html
+    html = render_pages(report)["checks.html"]
+    assert "recorded 2026-09-01" in html and "300 ms" in html and "37.5 tokens/s" in html
 
 
 def test_third_party_evidence_is_labelled_with_its_provenance_everywhere(catalogue: Catalogue) -> None:
@@ -454,7 +454,8 @@ def test_vendor_text_is_escaped_everywhere_and_never_becomes_a_link(tmp_path: Pa
     assert XSS_SCRIPT in text and XSS_IMG in text          # shown as text, escaped in the markup
     assert "&lt;script&gt;" in pages["index.html"]
     # provider and model names never reach file names or fragment ids unescaped
-    assert all(re.fullmatch(r"(providers|quirks)/[a-z0-9._-]+\.html|index\.html|QUIRKS\.md", p) for p in pages)
+    assert all(re.fullmatch(r"(providers|quirks)/[a-z0-9._-]+\.html|(index|checks)\.html|QUIRKS\.md|docs/[a-z-]+\.(md|html)", p)
+               for p in pages)
 
 
 def test_quirks_md_escapes_vendor_text_for_markdown(tmp_path: Path, catalogue: Catalogue) -> None:
@@ -462,11 +463,14 @@ def test_quirks_md_escapes_vendor_text_for_markdown(tmp_path: Path, catalogue: C
     assert "<script" not in text and "<img" not in text and "<svg" not in text
     assert not re.search(r"(?<!\\)\]\(javascript", text) and "http://evil.example" not in text
     assert "<https://docs.acme.example/compat>" in text       # catalogue sources do link
-    header = next(line for line in text.splitlines() if line.startswith("| Provider"))
-    cols = header.count("|")
-    for line in text.splitlines():
-        if line.startswith("| ") and not line.startswith("|---"):
-            assert len(re.findall(r"(?<!\\)\|", line)) == cols, line
+    cols = 0
+    for line in text.splitlines():      # every table row has as many cells as its table's header
+        if not line.startswith("| "):
+            cols = 0
+            continue
+        if cols == 0:
+            cols = line.count("|")
+        assert len(re.findall(r"(?<!\\)\|", line)) == cols, line
     assert md("a|b`c<d>*e_[f](g) http://x www.y") == r"a\|b\`c&lt;d&gt;\*e\_\[f\](g) http\://x www\.y"
     assert mdcode("chat.object-wrong") == "`chat.object-wrong`" and mdcode("a`b") == r"a\`b"
 
@@ -501,7 +505,7 @@ def test_report_cli_merges_files_and_adds_configured_providers(tmp_path: Path, c
                       "--quirks-dir", str(tmp_path / "quirks")])
     assert rc == 0, capsys.readouterr().err
     assert "index.html" in capsys.readouterr().out
-    index = (out / "index.html").read_text(encoding="utf-8")
+    index = (out / "checks.html").read_text(encoding="utf-8")
     assert "documented, not recorded" in index and '<td class="pass">✓ pass</td>' in index
     assert '<td class="fail">' not in index      # b.json's pass for (one, m1, chat.a) won
     assert (out / "providers" / "three.html").exists() and (out / "QUIRKS.md").exists()
