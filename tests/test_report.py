@@ -613,3 +613,92 @@ def test_diff_escapes_vendor_text() -> None:
     page = parse(html)
     assert not any(t in ("script", "img", "svg") for t, _ in page.tags)
     assert "<script" not in diff_markdown(d) and "<img" not in diff_markdown(d)
+
+
+# -- the front page: the quirk matrix -------------------------------------------------------------------
+
+def _matrix_doc() -> dict[str, Any]:
+    third = [{"level": "third-party", "request": "POST", "status": 200, "body_head": "{}",
+              "source_repo": "someone/recordings", "source_commit": "abc", "license": "MIT"}]
+    records = [
+        rec("a", "chat.object", "expected-quirk", quirks=("chat.object-wrong",),
+            declared={"chat.object-wrong": {"reason": "r", "source": "s", "origin": "server"}}),
+        rec("a", "chat.usage", "pass"),
+        rec("b", "chat.object", "unexpected-quirk", quirks=("chat.object-wrong",)),
+        rec("b", "chat.usage", "unsupported"),
+        rec("g", "chat.object", "unexpected-quirk", model="x/one", quirks=("chat.object-wrong",), evidence=third),
+        rec("g", "chat.object", "pass", model="x/two", evidence=third),
+    ]
+    providers = {"a": {"title": "A", "kind": "local", "models": ["m1"], "recorded": True},
+                 "b": {"title": "B", "kind": "hosted", "models": ["m1"], "recorded": True},
+                 "g": {"title": "G", "kind": "gateway", "models": ["x/one", "x/two"], "recorded": True}}
+    return doc(records, providers)
+
+
+def test_quirk_matrix_cells_say_what_is_known_in_words_and_link_to_evidence(catalogue: Catalogue) -> None:
+    cfg = config({"a": {"kind": "local", "expectations": {"chat.object-wrong": {"reason": "r", "source": "s"},
+                                                          "chat.usage-missing": {"reason": "old", "source": "s"}}},
+                  "b": {}, "g": {"kind": "gateway"},
+                  "c": {"expectations": {"chat.usage-missing": {"reason": "docs", "source": "https://c.example.com/"}}},
+                  "idle": {}})
+    report = build_report([("r.json", _matrix_doc())], catalogue, cfg)
+    m = report.matrix
+    assert [t.caption for t in m.tables] == ["Local servers and gateways", "Hosted APIs"]
+    local, hosted = m.tables
+    # local before gateway; a provider with several models gets a column per model, labelled without its org
+    assert [(c.provider, c.model, c.label) for c in local.columns] == [
+        ("a", None, "a"), ("g", "x/one", "one"), ("g", "x/two", "two")]
+    assert [(k.label, k.span) for k in local.kinds] == [("local", 1), ("gateway", 2)]
+    assert [(p.label, p.span) for p in local.providers] == [("a", 1), ("g", 2)]
+    assert [c.provider for c in hosted.columns] == ["b", "c"]
+    assert m.idle == (("idle", "Idle", "providers/idle.html"),)
+
+    def cells(table: Any) -> dict[str, list[tuple[str, str]]]:
+        return {r.quirk.id: [(c.label, c.href) for c in r.cells] for a in table.areas for r in a.rows}
+
+    assert cells(local) == {
+        "chat.object-wrong": [("expected", "providers/a.html#ev-m1--chat.object"),
+                              ("seen", "providers/g.html#" + anchor("x/one", "chat.object")),
+                              ("not seen", "providers/g.html#" + anchor("x/two", "chat.object"))],
+        # declared by a, and its check passed there: a stale expectation, shown as not seen
+        "chat.usage-missing": [("not seen", "providers/a.html#ev-m1--chat.usage"),
+                               ("no evidence", "quirks/chat.usage-missing.html"),
+                               ("no evidence", "quirks/chat.usage-missing.html")],
+    }
+    assert cells(hosted) == {
+        "chat.object-wrong": [("seen", "providers/b.html#ev-m1--chat.object"),
+                              ("no evidence", "quirks/chat.object-wrong.html")],
+        # b's check was unsupported: no evidence; c declares it and has no records: documented
+        "chat.usage-missing": [("no evidence", "quirks/chat.usage-missing.html"),
+                               ("documented", "providers/c.html#d-chat.usage-missing")],
+    }
+    stale = local.areas[0].rows[1].cells[0]
+    assert "stale" in stale.note
+    g_one = local.areas[0].rows[0].cells[1]
+    assert g_one.third_party and local.columns[1].third_party and not local.columns[0].third_party
+    html = render_pages(report)["index.html"]
+    for needle in ('title="g · x/one"', ">documented</a>", ">no evidence</a>", "3rd-party †",
+                   'href="checks.html"', 'href="providers/c.html#d-chat.usage-missing"'):
+        assert needle in html, needle
+    page_c = render_pages(report)["providers/c.html"]
+    assert 'id="d-chat.usage-missing"' in page_c
+
+
+def test_quirk_matrix_splits_wide_groups_between_providers() -> None:
+    from oaicompat.report.front import MAX_COLUMNS, _chunks
+    items = ["a"] * 3 + ["b"] * 16 + ["c"] * 2 + ["d"] * 40
+    parts = _chunks(items, lambda x: x, MAX_COLUMNS)
+    assert [len(p) for p in parts] == [3, 18, 18, 18, 4]
+    assert all(len(p) <= MAX_COLUMNS for p in parts)
+    assert parts[1] == ["b"] * 16 + ["c"] * 2          # a provider is never split when it fits one table
+
+
+def test_record_timings_carry_their_units() -> None:
+    from oaicompat.report.pages import timing_view
+    t = timing_view({"ttft": 0.2554, "total": 12.5, "completion_tokens": 51, "gap_p50": 0.0042, "gap_p95": 0.05,
+                     "level": "recorded"})
+    assert t == (("time to first token", "255 ms"), ("total time", "12.5 s"), ("completion", "51 tokens"),
+                 ("gap between chunks, median", "4.2 ms"), ("gap between chunks, 95th percentile", "50 ms"),
+                 ("evidence", "recorded"), ("decode rate", "4.1 tokens/s"))
+    assert timing_view({"ttft": 0.5, "total": 0.5, "completion_tokens": 1}) == (
+        ("time to first token", "500 ms"), ("total time", "500 ms"), ("completion", "1 token"))

@@ -158,3 +158,41 @@ def test_the_committed_report_has_no_dangling_link() -> None:
     assert not broken, (f"{len(broken)} dangling links in reports/ (run `oaicompat run` after fixing the renderer):\n"
                         + "\n".join(broken[:30]))
     assert checked > 1000
+
+
+def test_every_rule_a_check_cites_is_explained_in_docs_with_the_checks_that_cite_it() -> None:
+    from oaicompat.checks.base import CHECKS
+    from oaicompat.report.docs import load_docs, rule_hrefs
+
+    docs = load_docs()
+    text = docs["wire-rules.md"].markdown
+    rules = rule_hrefs(docs)
+    cited: dict[str, set[str]] = {}
+    for spec in CHECKS.values():
+        cited.setdefault(spec.rule, set()).add(spec.id)
+    missing = sorted(set(cited) - set(rules))
+    assert not missing, f"docs/wire-rules.md does not explain {missing}: add a `### RULE-ID` section for each"
+    for section in re.split(r"^### ", text, flags=re.MULTILINE)[1:]:
+        rule = section.split("\n", 1)[0].strip()
+        line = re.search(r"^Cited by: (.*)$", section, re.MULTILINE)
+        listed = set(re.findall(r"`([a-z0-9_.-]+)`", line.group(1))) if line else set()
+        assert listed == cited.get(rule, set()), (
+            f"docs/wire-rules.md, {rule}: lists {sorted(listed)} but the checks citing it are "
+            f"{sorted(cited.get(rule, set()))}")
+
+
+def test_the_catalogue_cites_published_pages_only() -> None:
+    from oaicompat.report.docs import DOC_REF, load_docs
+
+    docs = load_docs()
+    catalogue = load_catalogue()
+    refs = 0
+    for q in catalogue.quirks.values():
+        for v in q.vendors:
+            assert "shared/reference" not in v.source, (q.id, v.source)
+            for m in DOC_REF.finditer(v.source):
+                refs += 1
+                page = docs.get(f"{m.group(1)}.md")
+                assert page is not None, (q.id, v.source)
+                assert not m.group(2) or m.group(2)[1:] in page.anchors, (q.id, v.source)
+    assert refs > 50

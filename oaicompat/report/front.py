@@ -15,7 +15,8 @@ Which checks can find a quirk comes from the checks' own `quirks=` declarations,
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 from ..config import Provider, ProvidersConfig
@@ -157,26 +158,24 @@ def _columns(col: Column, groups: Mapping[str, Sequence[Entry]]) -> list[tuple[Q
     return out
 
 
-def _chunks(items: list[_T], limit: int) -> list[list[_T]]:
-    """Split columns into runs of at most `limit`, between providers where possible."""
-    parts: list[list[_T]] = [[]]
+def _chunks(items: Sequence[_T], provider: Callable[[_T], str], limit: int) -> list[list[_T]]:
+    """Split columns into runs of at most `limit`, between providers (a provider with more models than `limit`
+    is split too)."""
     runs: list[list[_T]] = []
     for item in items:
-        provider = item[1][0].provider    # type: ignore[index]
-        if runs and runs[-1][0][1][0].provider == provider:   # type: ignore[index]
+        if runs and provider(runs[-1][0]) == provider(item):
             runs[-1].append(item)
         else:
             runs.append([item])
+    parts: list[list[_T]] = [[]]
     for run in runs:
-        while run:
-            room = limit - len(parts[-1])
-            if len(run) > room and parts[-1] and len(run) <= limit:
-                parts.append([])
-                continue
-            take, run = run[:room], run[room:]
-            parts[-1].extend(take)
-            if run:
-                parts.append([])
+        if parts[-1] and len(parts[-1]) + len(run) > limit:
+            parts.append([])
+        while len(run) > limit:
+            parts[-1].extend(run[:limit])
+            parts.append([])
+            run = run[limit:]
+        parts[-1].extend(run)
     return [p for p in parts if p]
 
 
@@ -196,16 +195,53 @@ def _header(columns: Sequence[QuirkColumn]) -> tuple[tuple[HeaderGroup, ...], tu
     return tuple(kinds), tuple(provs)
 
 
-def build_matrix(columns: Sequence[Column], by_provider: Mapping[str, Mapping[str, Sequence[Entry]]],
-                 config: ProvidersConfig | None, catalogue: Catalogue | None) -> QuirkMatrix:
-    can_find = registry_quirks()
-    for groups in by_provider.values():        # quirks a record names, wherever the registry does not say
+@dataclass(frozen=True, eq=False)
+class _Built:
+    column: QuirkColumn
+    group: list[Entry]              # the column's records
+    declared: dict[str, str]        # quirk id → note, for every quirk declared for the column
+
+
+def _can_find(by_provider: Mapping[str, Mapping[str, Sequence[Entry]]]) -> dict[str, set[str]]:
+    """quirk id → checks that can report it: the registry, plus any check whose records name the quirk."""
+    found = registry_quirks()
+    for groups in by_provider.values():
         for check, group in groups.items():
             for e in group:
                 decl = e.rec.get("declared")
                 for q in [*(e.rec.get("quirks") or ()), *(decl if isinstance(decl, dict) else ())]:
-                    can_find.setdefault(str(q), set()).add(check)
-    built: list[tuple[QuirkColumn, list[Entry], dict[str, str]]] = []
+                    found.setdefault(str(q), set()).add(check)
+    return found
+
+
+def _table(caption: str, anchor: str, built: Sequence[_Built], candidates: Sequence[str],
+           can_find: Mapping[str, set[str]], catalogue: Catalogue | None, counts: dict[str, int]) -> QuirkTable:
+    areas: list[QuirkArea] = []
+    for q in candidates:
+        qslug = slug(q)
+        cells = tuple(_cell(q, b.column, b.group, can_find.get(q, set()), b.declared, qslug) for b in built)
+        if not any(c.state in ("seen", "expected", "documented") or (c.state == "not-seen" and q in b.declared)
+                   for c, b in zip(cells, built)):
+            continue                # nobody in this table has it
+        for c in cells:
+            counts[c.state] += 1
+        qdef = catalogue.quirks.get(q) if catalogue is not None else None
+        area = qdef.area if qdef else text(q.split(".")[0], 80)
+        row = QuirkRow(quirk=quirk_ref(q, catalogue), area=area, impact=qdef.impact if qdef else None, cells=cells)
+        if areas and areas[-1].area == area:
+            areas[-1] = QuirkArea(area, areas[-1].rows + (row,))
+        else:
+            areas.append(QuirkArea(area, (row,)))
+    columns = tuple(b.column for b in built)
+    kinds, providers = _header(columns)
+    return QuirkTable(caption=caption, anchor=anchor, kinds=kinds, providers=providers, columns=columns,
+                      areas=tuple(areas))
+
+
+def build_matrix(columns: Sequence[Column], by_provider: Mapping[str, Mapping[str, Sequence[Entry]]],
+                 config: ProvidersConfig | None, catalogue: Catalogue | None) -> QuirkMatrix:
+    can_find = _can_find(by_provider)
+    built: list[_Built] = []
     idle: list[tuple[str, str, str]] = []
     for col in columns:
         prov = config.providers.get(col.provider) if config is not None else None
@@ -214,47 +250,24 @@ def build_matrix(columns: Sequence[Column], by_provider: Mapping[str, Mapping[st
             idle.append((col.provider, col.title, col.href))
             continue
         for qc, group in _columns(col, groups):
-            built.append((qc, group, _declared(prov, group, qc.model, col.models)))
+            built.append(_Built(qc, group, _declared(prov, group, qc.model, col.models)))
 
     def area_of(q: str) -> str:
-        if catalogue is not None and q in catalogue.quirks:
-            return catalogue.quirks[q].area
-        return text(q.split(".")[0], 80)
+        return catalogue.quirks[q].area if catalogue is not None and q in catalogue.quirks else q.split(".")[0]
 
-    candidates = sorted({q for _, _, d in built for q in d} | {
-        str(q) for _, g, _ in built for e in g if e.outcome in QUIRK_OUTCOMES for q in e.rec.get("quirks") or ()},
+    candidates = sorted({q for b in built for q in b.declared} | {
+        str(q) for b in built for e in b.group if e.outcome in QUIRK_OUTCOMES for q in e.rec.get("quirks") or ()},
         key=lambda q: (area_rank(area_of(q)), area_of(q), q))
-    tables: list[QuirkTable] = []
     counts: dict[str, int] = dict.fromkeys(STATES, 0)
-    placed: set[int] = set()
-    chunks: list[tuple[str, str, list[tuple[int, tuple[QuirkColumn, list[Entry], dict[str, str]]]]]] = []
+    tables: list[QuirkTable] = []
+    rest = list(built)
     for caption, anchor, kinds in [*TABLES, ("Other providers", "other", ())]:
-        group = [(i, b) for i, b in enumerate(built) if i not in placed and (not kinds or b[0].kind in kinds)]
-        placed.update(i for i, _ in group)
-        group.sort(key=lambda ib: (kinds.index(ib[1][0].kind) if ib[1][0].kind in kinds else len(kinds), ib[0]))
-        parts = _chunks(group, MAX_COLUMNS)
+        mine = [b for b in rest if not kinds or b.column.kind in kinds]
+        taken = {id(b) for b in mine}
+        rest = [b for b in rest if id(b) not in taken]
+        mine.sort(key=lambda b: kinds.index(b.column.kind) if b.column.kind in kinds else len(kinds))   # stable
+        parts = _chunks(mine, lambda b: b.column.provider, MAX_COLUMNS)
         for n, part in enumerate(parts, 1):
-            suffix = f" ({n} of {len(parts)})" if len(parts) > 1 else ""
-            chunks.append((caption + suffix, anchor + (f"-{n}" if n > 1 else ""), part))
-    for caption, anchor, mine in chunks:
-        areas: list[QuirkArea] = []
-        for q in candidates:
-            qslug = slug(q)
-            cells = tuple(_cell(q, qc, group, can_find.get(q, set()), decl, qslug) for _, (qc, group, decl) in mine)
-            if not any(c.state in ("seen", "expected", "documented") or
-                       (c.state == "not-seen" and q in decl) for c, (_, (_, _, decl)) in zip(cells, mine)):
-                continue
-            for c in cells:
-                counts[c.state] += 1
-            qdef = catalogue.quirks.get(q) if catalogue is not None else None
-            row = QuirkRow(quirk=quirk_ref(q, catalogue), area=area_of(q), impact=qdef.impact if qdef else None,
-                           cells=cells)
-            if areas and areas[-1].area == row.area:
-                areas[-1] = QuirkArea(row.area, areas[-1].rows + (row,))
-            else:
-                areas.append(QuirkArea(row.area, (row,)))
-        cols = tuple(b[0] for _, b in mine)
-        kind_groups, prov_groups = _header(cols)
-        tables.append(QuirkTable(caption=caption, anchor=anchor, kinds=kind_groups, providers=prov_groups,
-                                 columns=cols, areas=tuple(areas)))
+            tables.append(_table(caption + (f" ({n} of {len(parts)})" if len(parts) > 1 else ""),
+                                 anchor + (f"-{n}" if n > 1 else ""), part, candidates, can_find, catalogue, counts))
     return QuirkMatrix(tables=tuple(tables), idle=tuple(idle), counts=tuple(counts.items()))
