@@ -115,7 +115,7 @@ def site(tmp_path: Path) -> Path:
     config = parse_providers({"version": 1, "providers": {
         "documented-only": {"kind": "hosted", "title": "Documented", "base_url": "https://api.example.com/v1",
                             "model": "m", "expectations": {"chat.usage-missing": {
-                                "reason": "docs say so", "source": "https://docs.example.com/usage"}}}}},
+                                "reason": "observed: RESP-1 and NOT-A-RULE-1", "source": "https://docs.example.com/usage"}}}}},
         Path("providers.yaml"), {})
     out = tmp_path / "site"
     render_site(build_report([("r.json", results)], load_catalogue(quirks), config), out)
@@ -134,6 +134,10 @@ def test_the_rendered_site_has_no_dangling_link(site: Path) -> None:
     assert 'href="https://x.example.com/doc"' in quirk
     text = (site / "QUIRKS.md").read_text(encoding="utf-8")
     assert "[RESP-3](docs/wire-rules.md#resp-3)" in text and "(docs/vendor-notes.md#vllm)" in text
+    # a rule id inside an expectation's reason links too
+    assert "observed: [RESP-1](docs/wire-rules.md#resp-1) and NOT-A-RULE-1" in text
+    page = (site / "providers" / "documented-only.html").read_text(encoding="utf-8")
+    assert 'observed: <a class="nw" href="../docs/wire-rules.html#resp-1">RESP-1</a> and NOT-A-RULE-1' in page
 
 
 def test_the_checker_finds_dangling_links(site: Path) -> None:

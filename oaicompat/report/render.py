@@ -96,6 +96,18 @@ def rule_link(rule: object, root: str, rules: dict[str, str]) -> Markup:
     return Markup(f'<a class="nw" href="{escape(root)}docs/wire-rules.html{escape(href)}">{escape(str(rule))}</a>')
 
 
+_RULE_ID = re.compile(r"\b[A-Z]+(?:-[A-Z0-9]+)*-[0-9]+\b")
+
+
+def rule_refs(value: object, root: str, rules: dict[str, str]) -> Markup:
+    """Free text (an expectation's reason, escaped) whose rule ids link to their explanation."""
+    def link(m: re.Match[str]) -> str:
+        href = rules.get(m.group(0))
+        return f'<a class="nw" href="{escape(root)}docs/wire-rules.html{escape(href)}">{m.group(0)}</a>' if href \
+            else m.group(0)
+    return Markup(_RULE_ID.sub(link, str(escape(str(value)))))
+
+
 def md(value: object) -> str:
     """Untrusted text for markdown: one line, markdown punctuation backslash-escaped, HTML characters as entities."""
     s = " ".join(str(value).split())
@@ -138,6 +150,12 @@ def mdrule(rule: object, rules: dict[str, str]) -> str:
     return f"[{md(rule)}](docs/wire-rules.md{href})" if href else md(rule)
 
 
+def mdrules(value: object, rules: dict[str, str]) -> str:
+    """Free text for markdown whose rule ids link to docs/wire-rules.md."""
+    return _RULE_ID.sub(lambda m: f"[{m.group(0)}](docs/wire-rules.md{rules[m.group(0)]})" if m.group(0) in rules
+                        else m.group(0), md(value))
+
+
 def mdurl(value: object) -> str:
     url = safe_url(value)
     if url is None:
@@ -149,7 +167,8 @@ def mdurl(value: object) -> str:
 def html_environment() -> Environment:
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(ticks=ticks, wbr=wbr, dates=dates, source_links=source_links, rule_link=rule_link)
+    env.filters.update(ticks=ticks, wbr=wbr, dates=dates, source_links=source_links, rule_link=rule_link,
+                       rule_refs=rule_refs)
     return env
 
 
@@ -157,7 +176,8 @@ def html_environment() -> Environment:
 def md_environment() -> Environment:
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=False, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-    env.filters.update(md=md, mdcode=mdcode, mdtrusted=mdtrusted, mdurl=mdurl, mdsource=mdsource, mdrule=mdrule)
+    env.filters.update(md=md, mdcode=mdcode, mdtrusted=mdtrusted, mdurl=mdurl, mdsource=mdsource, mdrule=mdrule,
+                       mdrules=mdrules)
     return env
 
 
