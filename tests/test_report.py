@@ -638,7 +638,8 @@ def _matrix_doc() -> dict[str, Any]:
 def test_quirk_matrix_cells_say_what_is_known_in_words_and_link_to_evidence(catalogue: Catalogue) -> None:
     cfg = config({"a": {"kind": "local", "expectations": {"chat.object-wrong": {"reason": "r", "source": "s"},
                                                           "chat.usage-missing": {"reason": "old", "source": "s"}}},
-                  "b": {}, "g": {"kind": "gateway"},
+                  "b": {"expectations": {"chat.usage-missing": {"reason": "r", "source": "s", "models": ["other"]}}},
+                  "g": {"kind": "gateway"},
                   "c": {"expectations": {"chat.usage-missing": {"reason": "docs", "source": "https://c.example.com/"}}},
                   "idle": {}})
     report = build_report([("r.json", _matrix_doc())], catalogue, cfg)
@@ -668,10 +669,11 @@ def test_quirk_matrix_cells_say_what_is_known_in_words_and_link_to_evidence(cata
     assert cells(hosted) == {
         "chat.object-wrong": [("seen", "providers/b.html#ev-m1--chat.object"),
                               ("no evidence", "quirks/chat.object-wrong.html")],
-        # b's check was unsupported: no evidence; c declares it and has no records: documented
-        "chat.usage-missing": [("no evidence", "quirks/chat.usage-missing.html"),
+        # b declares it for a model without results, and its check was unsupported; c declares it, no records
+        "chat.usage-missing": [("documented", "providers/b.html#d-chat.usage-missing"),
                                ("documented", "providers/c.html#d-chat.usage-missing")],
     }
+    assert "declared for other" in hosted.areas[0].rows[1].cells[0].note
     stale = local.areas[0].rows[1].cells[0]
     assert "stale" in stale.note
     g_one = local.areas[0].rows[0].cells[1]

@@ -250,7 +250,8 @@ def build_matrix(columns: Sequence[Column], by_provider: Mapping[str, Mapping[st
             idle.append((col.provider, col.title, col.href))
             continue
         for qc, group in _columns(col, groups):
-            built.append(_Built(qc, group, _declared(prov, group, qc.model, col.models)))
+            model = qc.model or (col.models[0] if len(col.models) == 1 else None)
+            built.append(_Built(qc, group, _declared(prov, group, model, col.models)))
 
     def area_of(q: str) -> str:
         return catalogue.quirks[q].area if catalogue is not None and q in catalogue.quirks else q.split(".")[0]
