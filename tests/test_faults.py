@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from oaicompat.checks.base import CHECKS, PROBES, ProbeContext
+from oaicompat.checks.sdk import INSTALL_OWNER
 from oaicompat.session import LiveMemo
 from oaicompat.scrub import Scrubber
 from oaicompat.session import ProbeSession
@@ -25,7 +26,6 @@ from tests.support.behaviours import (HTML_PAGE, KEY, KEY_ENV, Baseline, Behavio
 from tests.support.wire_server import Reply, Req, WireServer
 
 BOUND = 60.0                      # seconds any one test may take
-INSTALL_OWNER_PREFIX = "the test extra"
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def assert_named(run: SuiteRun, server: WireServer, *quirks: str) -> None:
     for cid, r in run.checks.items():
         if r.outcome.name == "blocked":
             owner = r.outcome.message.rsplit("(reported by ", 1)[-1].rstrip(")")
-            assert owner in CHECKS or owner.startswith(INSTALL_OWNER_PREFIX), (cid, r.outcome.message)
+            assert owner in CHECKS or owner == INSTALL_OWNER, (cid, r.outcome.message)
         if r.outcome.name == "unexpected-quirk":
             assert r.outcome.quirks and r.outcome.quirks[0] in CHECKS[cid].quirks, (cid, r.outcome.quirks)
     raised = run.quirks()
