@@ -271,7 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="shards run at once (default: min(4, CPUs))")
     p.add_argument("--previous", type=Path, default=None, metavar="OLD.json",
                    help="results to diff against (e.g. the last published data/results.json)")
-    p.add_argument("-o", "--output", type=Path, required=False, default=None, metavar="OUTDIR")
+    p.add_argument("-o", "--output", type=Path, required=False, default=None, metavar="OUTDIR",
+                   help="where the shards' results and logs, the merge, the diff and the report go (required)")
     p.add_argument("--providers-file", type=Path, default=PROVIDERS_FILE, metavar="providers.yaml",
                    help="the providers file (default: the repository's providers.yaml)")
     p.add_argument("--cassette-dir", type=Path, default=None,

@@ -49,7 +49,7 @@ def report_parser() -> argparse.ArgumentParser:
                         "expectation it declares")
     p.add_argument("--providers", type=Path, dest="providers_file", help=argparse.SUPPRESS)  # old spelling
     p.add_argument("--quirks-dir", type=Path, default=QUIRKS_DIR, help="the quirk catalogue (fixtures/quirks)")
-    p.add_argument("--title", default=DEFAULT_TITLE)
+    p.add_argument("--title", default=DEFAULT_TITLE, help=f"the site's title (default: {DEFAULT_TITLE})")
     return p
 
 
