@@ -106,3 +106,10 @@ def test_run_wraps_its_lines_at_120() -> None:
     assert all(p.startswith("        ") for p in parts[1:])            # continuations indented under the list
     assert " ".join(p.strip() for p in parts) == long.strip()
     assert run.wrap("short") == ["short"]
+
+
+def test_evidence_timings_carry_units() -> None:
+    from oaicompat.report.pages import timing_value
+    assert timing_value("ttft", 2.55487) == "2.555 s" and timing_value("gap_p95", 0.0001) == "0.000 s"
+    assert timing_value("completion_tokens", 16) == "16" and timing_value("level", "recorded") == "recorded"
+    assert timing_value("ttft", True) == "True"                       # not a number of seconds: shown as is

@@ -45,6 +45,16 @@ def quirk_ref(qid: str, catalogue: Catalogue | None) -> QuirkRef:
     return QuirkRef(id=text(qid, 200), slug=slug(qid), title=title)
 
 
+_SECONDS = frozenset({"ttft", "total", "gap_p50", "gap_p95"})     # timing.Timing's figures in seconds
+
+
+def timing_value(key: str, value: Any) -> str:
+    """A record's timing figure as shown: seconds with their unit (to the millisecond), anything else as is."""
+    if key in _SECONDS and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:.3f} s"
+    return text(value, 40)
+
+
 def record_view(e: Entry, catalogue: Catalogue | None) -> RecordView:
     rec = e.rec
     raw_timing = rec.get("timing")
@@ -58,7 +68,7 @@ def record_view(e: Entry, catalogue: Catalogue | None) -> RecordView:
         observations=tuple((text(o.get("key"), 200), text(o.get("value"), 400))
                            for o in rec.get("observations") or [] if isinstance(o, dict)),
         evidence=tuple(evidence_view(ev) for ev in rec.get("evidence") or [] if isinstance(ev, dict)),
-        timing=tuple((k, text(v, 40)) for k, v in timing.items() if v is not None),
+        timing=tuple((text(k, 40), timing_value(k, v)) for k, v in timing.items() if v is not None),
         run=e.run, levels=levels(rec), provenance="; ".join(p.short() for p in provenances(rec)) or None,
     )
 
