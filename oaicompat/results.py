@@ -19,6 +19,7 @@ from .errors import ResultsError
 from .exchange import Exchange
 from .outcomes import Outcome
 from .paths import SCHEMAS
+from .scrub import Scrubber
 from .timing import timing_of
 
 RESULTS_FORMAT = 1
@@ -97,17 +98,19 @@ class ResultsLog:
             "records": self.records,
         }
 
-    def write(self, path: Path) -> None:
+    def write(self, path: Path, scrubber: Scrubber | None = None) -> None:
         doc = self.document()
         validate_results(doc, str(path))
-        write_json_atomic(path, doc)
+        write_json_atomic(path, doc, scrubber)
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def write_json_atomic(path: Path, doc: Any) -> None:
+def write_json_atomic(path: Path, doc: Any, scrubber: Scrubber | None = None) -> None:
+    """Every string is scrubbed at write time (the keys in the environment, plus `scrubber`'s)."""
+    doc = Scrubber.from_environment().merged(scrubber).value(doc)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
