@@ -141,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--evidence", action="store_true",
                    help="also compare declared quirks with what imported third-party recordings show")
     v.set_defaults(func=cmd_validate)
+    for command in (p, v):   # `oaicompat validate --providers-file X` works as well as before the subcommand
+        command.add_argument("--providers-file", default=argparse.SUPPRESS, help="providers.yaml to read")
     c = sub.add_parser("compare", help="fail when two runs (recorded vs live) disagree on any outcome")
     c.add_argument("recorded")
     c.add_argument("live")

@@ -22,6 +22,7 @@ import zlib
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Mapping
 
+from .config import KEY_VARIABLE, LOCAL_KEY_ENV
 from .exchange import Chunk, Exchange, Request, TransportFailure
 
 SECRET_HEADERS = frozenset(
@@ -31,9 +32,6 @@ SECRET_HEADERS = frozenset(
 REDACTED = "[REDACTED]"
 MIN_SECRET_LENGTH = 6   # shorter values would redact ordinary text
 MIN_ENCODED_LENGTH = 8  # an encoded fragment shorter than this would match ordinary base64/hex by chance
-LOCAL_KEY_ENV = "OAICOMPAT_LOCAL_KEY"
-# names of variables that hold keys: what providers.yaml may name in api_key_env without an explicit opt-in
-KEY_VARIABLE = re.compile(r"^[A-Z][A-Z0-9_]*_(?:API_)?(?:KEY|TOKEN)$")
 DECODED_ENCODING_HEADER = "x-oaicompat-decoded-content-encoding"
 MAX_DECODED_BYTES = 8 * 1024 * 1024    # a decompression bomb stops here
 
