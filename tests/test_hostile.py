@@ -52,11 +52,34 @@ def scrubber() -> Scrubber:
     return Scrubber.from_env([KEY_ENV], {KEY_ENV: KEY})
 
 
+def unpacked(text: str) -> str:
+    """Base64 blobs of a cassette (`base64:` / `body_base64:` values) decoded, and gunzipped when they are gzip:
+    a compressed body would hide the key from a plain search."""
+    import base64
+    import binascii
+    import re
+    import zlib
+    out = []
+    for blob in re.findall(r"base64: ([A-Za-z0-9+/=]+)", text):
+        try:
+            data = base64.b64decode(blob)
+        except (binascii.Error, ValueError):
+            continue
+        try:
+            data = zlib.decompress(data, 47)      # gzip or zlib, auto-detected
+        except zlib.error:
+            pass
+        out.append(data.decode("utf-8", "replace"))
+    return "\n".join(out)
+
+
 def leaks(directory: Path, *texts: str) -> dict[str, list[str]]:
-    """Every file under `directory` (and the given texts) searched for every form of the key."""
+    """Every file under `directory` (and the given texts) searched for every form of the key, compressed
+    bodies included."""
     found: dict[str, list[str]] = {}
     for f in sorted(p for p in directory.rglob("*") if p.is_file()):
-        hits = find_key_traces(KEY, f.read_bytes().decode("utf-8", "replace"))
+        text = f.read_bytes().decode("utf-8", "replace")
+        hits = find_key_traces(KEY, text + "\n" + unpacked(text))
         if hits:
             found[str(f.relative_to(directory))] = hits
     for i, text in enumerate(texts):
@@ -166,10 +189,11 @@ def test_results_are_scrubbed_at_write_time_whatever_a_check_wrote(tmp_path):
 
 # -- end to end: a record run of the chat suite against the hostile server ----------------------------------------
 
-def test_record_run_against_the_hostile_server_writes_no_key(server, tmp_path):
+@pytest.mark.parametrize("mode", ["echo-all", "echo-gzip"])
+def test_record_run_against_the_hostile_server_writes_no_key(server, tmp_path, mode):
     """`pytest suites/test_chat.py --record-mode=once` against a server that echoes the key in every disguise
-    (and gzip-compresses its bodies), then `oaicompat report`: no file written and no output holds the key."""
-    server.handler = Hostile("echo-all", KEY)
+    (or gzip-compresses its bodies), then `oaicompat report`: no file written and no output holds the key."""
+    server.handler = Hostile(mode, KEY)
     providers = tmp_path / "providers.yaml"
     providers.write_text(yaml.safe_dump({"version": 1, "providers": {"hostile": provider_entry(server.base_url)}}))
     env = {**os.environ, KEY_ENV: KEY, "PYTHONPATH": str(ROOT)}

@@ -1422,7 +1422,7 @@ class Hostile:
         wanted = {"echo-escaped": ("json-escaped", "json-mixed"), "echo-base64": ("base64", "base64url", "basic-auth",
                   "basic-auth-2", "basic-auth-3"), "echo-hex": ("hex", "hex-upper"),
                   "echo-urlencoded": ("url-encoded", "url-encoded-lower"), "echo-reversed": ("reversed",),
-                  "echo-gzip": ("raw",)}.get(self.mode, tuple(forms))
+                  "echo-gzip": ("raw", "json-escaped")}.get(self.mode, tuple(forms))
         return {name: forms[name] for name in wanted}
 
     def _completion(self, forms: dict[str, str]) -> bytes:
@@ -1450,7 +1450,7 @@ class Hostile:
         else:
             payload, ctype = self._completion(forms), "application/json"
         headers = [("content-type", ctype), ("x-echo", header_form)]
-        if self.mode in ("echo-gzip", "echo-all"):
+        if self.mode == "echo-gzip":
             payload = gzip_bytes(payload)
             headers.append(("content-encoding", "gzip"))
         await resp.start(200, headers + [("content-length", str(len(payload)))], chunked=False)
