@@ -252,7 +252,7 @@ async def _evaluate(request: pytest.FixtureRequest, target: Target, state: Oaico
         observations, finding = (), found
     except Exception as exc:  # a harness bug, never a quirk
         observations, finding = (), exc
-    return decide(spec, finding, provider, model, observations), exchanges
+    return decide(spec, finding, provider, model, observations, scrubber=session.scrubber), exchanges
 
 
 def _restart_after_timeout(state: OaicompatState, provider: Provider, api_key: str | None,
@@ -311,7 +311,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             log.note_provider(t.provider, t.model,
                               recorded=(state.cassette_root / t.provider.name).is_dir())
     annotate_latency(log.providers, log.records)
-    log.write(Path(target or "results.json"))
+    log.write(Path(target or "results.json"), state.scrubber() if state._providers is not None else None)
 
 
 def _safe_targets(state: OaicompatState) -> list[Target]:

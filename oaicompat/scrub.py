@@ -33,7 +33,7 @@ REDACTED = "[REDACTED]"
 MIN_SECRET_LENGTH = 6   # shorter values would redact ordinary text
 MIN_ENCODED_LENGTH = 8  # an encoded fragment shorter than this would match ordinary base64/hex by chance
 DECODED_ENCODING_HEADER = "x-oaicompat-decoded-content-encoding"
-MAX_DECODED_BYTES = 8 * 1024 * 1024    # a decompression bomb stops here
+MAX_DECODED_BYTES = 16 * 1024 * 1024   # a decompression bomb stops here (as the transport stops reading)
 
 
 # -- encodings of one secret ---------------------------------------------------------------------------------
