@@ -191,7 +191,7 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int], where: Where = ()) -> 
         return known
     if len(where) > MAX_DEPTH:
         raise _Problem(where[:4], f"nested more than {MAX_DEPTH} levels deep (or an alias refers to itself); "
-                           f"flatten it", _line(node))
+                                  f"flatten it", _line(node))
     memo[id(node)] = MAX_NODES + 1        # a node met again while still being measured is a cycle
     size = 1
     if isinstance(node, yaml.SequenceNode):
@@ -200,8 +200,8 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int], where: Where = ()) -> 
         size += sum(_expanded_size(k, memo, (*where, "?")) + _expanded_size(v, memo, (*where, _key_name(k)))
                     for k, v in node.value)
     if size > MAX_NODES:
-        raise _Problem(where, f"YAML anchors and aliases (&name, *name) expand to more than {MAX_NODES:,} values; "
-                           f"write the entries out instead of aliasing them", _line(node))
+        raise _Problem(where, f"more than {MAX_NODES:,} values once YAML aliases (*name) are expanded; write "
+                              f"the entries out instead of aliasing them, and keep the file to providers", _line(node))
     memo[id(node)] = size
     return size
 
