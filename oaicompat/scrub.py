@@ -33,7 +33,7 @@ REDACTED = "[REDACTED]"
 MIN_SECRET_LENGTH = 6   # shorter values would redact ordinary text
 MIN_ENCODED_LENGTH = 8  # an encoded fragment shorter than this would match ordinary base64/hex by chance
 DECODED_ENCODING_HEADER = "x-oaicompat-decoded-content-encoding"
-MAX_DECODED_BYTES = 16 * 1024 * 1024   # a decompression bomb stops here (as the transport stops reading)
+MAX_DECODED_BYTES = 12 * 1024 * 1024   # a decompression bomb stops here (as the transport stops reading)
 
 
 # -- encodings of one secret ---------------------------------------------------------------------------------
@@ -267,7 +267,7 @@ class Scrubber:
 
     def headers(self, headers: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
         return tuple(
-            (k, REDACTED if k.lower() in SECRET_HEADERS else self.text(v)) for k, v in headers
+            (self.text(k), REDACTED if k.lower() in SECRET_HEADERS else self.text(v)) for k, v in headers
         )
 
     def request(self, req: Request) -> Request:
@@ -286,8 +286,11 @@ class Scrubber:
         failure = ex.failure
         if failure is not None:
             failure = replace(failure, message=self.text(failure.message))
+        attempts = tuple(replace(a, failure=self.text(a.failure) if a.failure else a.failure,
+                                 retry_after=self.text(a.retry_after) if a.retry_after else a.retry_after)
+                         for a in ex.attempts)
         return replace(ex, request=self.request(ex.request), headers=self.headers(ex.headers),
-                       chunks=chunks, failure=failure)
+                       chunks=chunks, failure=failure, attempts=attempts)
 
     def contains_secret(self, blob: str) -> bool:
         return self._patterns is not None and self._patterns[0].search(blob) is not None

@@ -19,7 +19,7 @@ from .config import Provider
 from .exchange import Attempt, Chunk, Exchange, Request, TransportFailure
 from .scrub import Scrubber
 
-MAX_BODY_BYTES = 16 * 1024 * 1024   # a body past this is cut: reading stops, the exchange is marked too-large
+MAX_BODY_BYTES = 12 * 1024 * 1024   # a body past this is cut: reading stops, the exchange is marked too-large
 MAX_KEPT_CHUNKS = 4096              # reads kept one by one with their times; later reads merge into one tail chunk
 WRONG_KEY = "sk-oaicompat-deliberately-wrong-key-0000"
 
