@@ -189,25 +189,29 @@ def test_results_are_scrubbed_at_write_time_whatever_a_check_wrote(tmp_path):
 
 # -- end to end: a record run of the chat suite against the hostile server ----------------------------------------
 
-@pytest.mark.parametrize("mode", ["echo-all", "echo-gzip"])
-def test_record_run_against_the_hostile_server_writes_no_key(server, tmp_path, mode):
-    """`pytest suites/test_chat.py --record-mode=once` against a server that echoes the key in every disguise
-    (or gzip-compresses its bodies), then `oaicompat report`: no file written and no output holds the key."""
+@pytest.mark.parametrize("mode,suite,how", [("echo-all", "test_chat.py", "--record-mode=once"),
+                                            ("echo-gzip", "test_chat.py", "--record-mode=once"),
+                                            ("echo-all", "test_streaming.py", "--live")])
+def test_record_run_against_the_hostile_server_writes_no_key(server, tmp_path, mode, suite, how):
+    """`pytest suites/test_chat.py --record-mode=once` (and the streaming suite `--live`) against a server that
+    echoes the key in every disguise (or gzip-compresses its bodies), then `oaicompat report`: no file written
+    and no output holds the key."""
     server.handler = Hostile(mode, KEY)
     providers = tmp_path / "providers.yaml"
     providers.write_text(yaml.safe_dump({"version": 1, "providers": {"hostile": provider_entry(server.base_url)}}))
     env = {**os.environ, KEY_ENV: KEY, "PYTHONPATH": str(ROOT)}
     out = tmp_path / "out"
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", str(ROOT / "suites" / "test_chat.py"), "-p", "no:cacheprovider", "-q",
-         "-rA", "--provider=hostile", f"--providers-file={providers}", "--record-mode=once",
+        [sys.executable, "-m", "pytest", str(ROOT / "suites" / suite), "-p", "no:cacheprovider", "-q",
+         "-rA", "--provider=hostile", f"--providers-file={providers}", how,
          f"--cassette-dir={out / 'cassettes'}", f"--results={out / 'results.json'}"],
         capture_output=True, text=True, timeout=BOUND, env=env, cwd=tmp_path)
     assert "Traceback" not in run.stdout + run.stderr, run.stdout[-3000:]
     assert (out / "results.json").exists(), run.stdout[-3000:]
     records = json.loads((out / "results.json").read_text())["records"]
     assert records and "error" not in {r["outcome"] for r in records}, run.stdout[-3000:]
-    assert len(list((out / "cassettes").rglob("*.yaml"))) > 10
+    if how != "--live":
+        assert len(list((out / "cassettes").rglob("*.yaml"))) > 10
     report = subprocess.run([sys.executable, "-m", "oaicompat.cli", "report", str(out / "results.json"), "-o",
                              str(out / "site"), "--providers", str(providers)],
                             capture_output=True, text=True, timeout=BOUND, env=env, cwd=tmp_path)
