@@ -359,6 +359,14 @@ def url_problem(url: str) -> str | None:
     return None
 
 
+def _latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _provider_problems(name: str, raw: Any, env: Mapping[str, str]) -> list[tuple[Where, str]]:
     """What the schema cannot say: the URL after ${VAR} expansion, the key variable, finite numbers.
     Defensive: runs on entries that may also have failed the schema."""
@@ -379,6 +387,11 @@ def _provider_problems(name: str, raw: Any, env: Mapping[str, str]) -> list[tupl
                     f"{key_env!r} does not name a key variable (NAME_KEY, NAME_API_KEY or NAME_TOKEN), so its "
                     f"value would be sent as the key; name the variable that holds the key, or add "
                     f"api_key_env_trusted: true if {key_env} really holds it"))
+    headers = raw.get("headers")
+    for header, value in (headers.items() if isinstance(headers, dict) else ()):
+        if isinstance(value, str) and not _latin1(value):
+            out.append(((*at, "headers", str(header)), "contains characters an HTTP header cannot carry (outside "
+                                                       "Latin-1); use ASCII"))
     for section in ("timeouts", "retries"):
         values = raw.get(section)
         for key, value in (values.items() if isinstance(values, dict) else ()):

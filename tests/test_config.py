@@ -259,3 +259,10 @@ def test_validate_accepts_the_option_before_and_after_the_subcommand():
         done = subprocess.run([sys.executable, "-m", "oaicompat.cli", *args], capture_output=True, text=True,
                               timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
         assert done.returncode == 0 and done.stdout.rstrip().endswith("OK"), done.stdout + done.stderr
+
+
+def test_header_value_outside_latin1_is_one_line(tmp_path):
+    f = tmp_path / "providers.yaml"
+    f.write_text(entry_with('headers: {X-Extra: "caf\\u00e9 \\u2603"}'), encoding="utf-8")
+    what, line = one_violation(f, "providers.p.headers.X-Extra")
+    assert "Latin-1" in what and line == 7
