@@ -201,7 +201,9 @@ class Transport:
                         if over > 0:
                             data = data[:len(data) - over]
                         size += len(data)
-                        if len(got.chunks) < MAX_KEPT_CHUNKS:
+                        if not data:
+                            pass
+                        elif len(got.chunks) < MAX_KEPT_CHUNKS:
                             got.chunks.append(Chunk(now, data))
                         else:
                             tail.add(now, data)

@@ -14,7 +14,7 @@ from ..transport import MAX_BODY_BYTES, MAX_KEPT_CHUNKS
 from .base import QuirkFound, check, clip, evidence
 
 PROBES = ["chat.basic", "stream.basic"]
-TIMEOUT_KINDS = frozenset({"timeout", "read-timeout"})
+DEADLINE_KIND = "timeout"   # the request's total deadline; a read-timeout (a stall) is the stream checks' finding
 
 
 def _cut(ex: Exchange) -> str:
@@ -42,7 +42,7 @@ def reply_completes_within_the_deadline(*exchanges: Exchange) -> None:
     """A reply that began completes within the request's deadline (providers.yaml timeouts.total)."""
     for ex in exchanges:
         f = ex.failure
-        if f is not None and f.kind in TIMEOUT_KINDS and ex.status is not None:
+        if f is not None and f.kind == DEADLINE_KIND and ex.status is not None:
             raise QuirkFound("transport.too-slow",
                              f"{_label(ex)}: HTTP {ex.status} began but the body was not complete at the "
                              f"deadline ({f.after_bytes:,} bytes had arrived); the harness closed the connection",
