@@ -242,7 +242,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state.results is None and not target:
         return
     chosen = _safe_targets(state) if state.loaded is not None else []
-    write_results(state.log(), Path(target or "results.json"), chosen, state.cassette_root)
+    write_results(state.log(), Path(target or "results.json"), chosen, state.cassette_root,
+                  state.scrubber() if state.loaded is not None else None)
 
 
 def _safe_targets(state: OaicompatState) -> list[Target]:

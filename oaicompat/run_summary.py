@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from .config import Provider
 from .latency import annotate_latency
 from .results import ResultsLog
+from .scrub import Scrubber
 
 
 class _Chosen(Protocol):
@@ -26,12 +27,14 @@ class _Writer(Protocol):
     def write_line(self, line: str) -> Any: ...
 
 
-def write_results(log: ResultsLog, path: Path, chosen: Iterable[_Chosen], cassette_root: Path) -> None:
-    """Note every chosen provider (whether it has recordings), add latency figures, write and validate."""
+def write_results(log: ResultsLog, path: Path, chosen: Iterable[_Chosen], cassette_root: Path,
+                  scrubber: Scrubber | None = None) -> None:
+    """Note every chosen provider (whether it has recordings), add latency figures, write and validate; every
+    string is scrubbed as it is written (the environment's keys, plus `scrubber`'s)."""
     for t in chosen:
         log.note_provider(t.provider, t.model, recorded=(cassette_root / t.provider.name).is_dir())
     annotate_latency(log.providers, log.records)
-    log.write(path)
+    log.write(path, scrubber)
 
 
 def terminal_summary(writer: _Writer, records: Iterable[dict[str, Any]]) -> None:
