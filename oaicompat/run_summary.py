@@ -133,9 +133,12 @@ def estimate_summary(writer: _Writer, estimates: Mapping[str, Sequence[tuple[str
         grand += prompt + completion
         writer.write_line(f"{name}: {len(probes)} request(s), ~{prompt:,} prompt + at most {completion:,} "
                           f"completion = ~{prompt + completion:,} tokens")
+        big: dict[str, tuple[int, int]] = {}
         for probe, e in probes:
             if e.prompt >= BIG_PROBE_TOKENS:
-                writer.write_line(f"    {probe}: ~{e.prompt:,} prompt tokens")
+                big[probe] = (e.prompt, big.get(probe, (0, 0))[1] + 1)
+        for probe, (tokens, times) in big.items():
+            writer.write_line(f"    {probe}: ~{tokens:,} prompt tokens" + (f", sent {times}×" if times > 1 else ""))
     if budget is not None and not budget.money:
         verdict = "within" if grand <= budget.limit else "over"
         writer.write_line(f"all providers: ~{grand:,} tokens, {verdict} --budget {budget.describe()}")
