@@ -207,11 +207,11 @@ def pytest_configure(config: pytest.Config) -> None:
         state.targets()   # a bad providers file, provider or model is one usage error, before collection
     if config.getoption("oaicompat_dry_run"):
         config.option.collectonly = True
+    if state.mode.live:
+        state.start_meter()     # before --servers starts anything: a money budget may refuse the run
     if config.getoption("oaicompat_servers"):
         state.servers = servers.start(state.mode.live, (t.provider.name for t in state.targets()))
         state.use_environment(state.servers.env)
-    if state.mode.live:
-        state.start_meter()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
