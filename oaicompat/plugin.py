@@ -399,6 +399,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         return
     if state.estimates is not None:
         estimate_summary(terminalreporter, state.estimates, state.budget)
+    elif config.getoption("oaicompat_dry_run"):
+        terminalreporter.write_line("oaicompat: --dry-run: a replay sends nothing; add --live or a --record-mode "
+                                    "to see what a live run would send")
     if state.results is not None or (state.meter is not None and state.meter.refused):
         terminal_summary(terminalreporter, state.results.records if state.results is not None else [],
                          record_commands=state.record_commands, meter=state.meter, empty=state.empty,

@@ -197,6 +197,11 @@ async def test_overflow_status(run_check):
         "    context.overflow: ~* prompt tokens",
         "all providers: ~* tokens, over --budget 100 tokens",
     ])
+    run(suite, "--provider=ref", "--dry-run").stdout.fnmatch_lines(["oaicompat: --dry-run: a replay sends nothing*"])
+    # live, the big probe says what it sends before it is sent
+    live = run(suite, "--provider=ref", "--live", "-k", "overflow")
+    live.stdout.fnmatch_lines(["oaicompat: ref: sending ~* prompt tokens (test_ctx.py::test_overflow_status*)"])
+    assert len(wire_server.requests) == 1
 
 
 def test_record_then_replay_passes_and_writes_valid_results(suite, wire_server, monkeypatch):
