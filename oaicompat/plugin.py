@@ -373,16 +373,17 @@ def _act(outcome: Outcome) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = session.config.stash.get(STASH, None)
-    if state is None:
-        return
-    target = session.config.getoption("oaicompat_results")
-    if (state.results is None and not target) or state.config_error is not None:
+    if state is None or state.config_error is not None:
         return
     chosen = _safe_targets(state) if state.loaded is not None else []
     refused = state.meter.refused if state.meter is not None else {}
-    state.empty = empty_providers(state.log().records, [t.provider.name for t in chosen], refused)
+    records = state.results.records if state.results is not None else []
+    state.empty = empty_providers(records, [t.provider.name for t in chosen], refused)
     if state.empty and not session.config.getoption("oaicompat_allow_empty") and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    target = session.config.getoption("oaicompat_results")
+    if state.results is None and not target:
+        return
     write_results(state.log(), Path(target or "results.json"), chosen, state.cassette_root)
 
 

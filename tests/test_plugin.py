@@ -167,6 +167,10 @@ def test_budget_skips_what_would_exceed_it(suite, wire_server, monkeypatch):
     result.stdout.fnmatch_lines(["*budget exhausted: 0 tokens used of 5 tokens, this probe may use ~*"])
     result.stdout.fnmatch_lines(["ref: 2 budget-exhausted", "*budget exhausted: 2 check(s) skipped before sending*"])
     assert result.ret == pytest.ExitCode.TESTS_FAILED
+    bare = suite.runpytest("-p", "no:cacheprovider", "--providers-file", str(suite.path / "providers.yaml"),
+                           "--provider=ref", "--live", "--budget=5")           # no --results: the same exit
+    assert bare.ret == pytest.ExitCode.TESTS_FAILED
+    bare.stdout.fnmatch_lines(["ref: 2 budget-exhausted", "oaicompat: nothing ran for ref: exit status 1*"])
     assert run(suite, "--provider=ref", "--live", "--budget=100k").ret == pytest.ExitCode.OK
     assert len(wire_server.requests) == 1
 
