@@ -77,6 +77,7 @@ class Provider:
     docs: str | None
     notes: str | None
     expectations: Mapping[str, Expectation] = field(default_factory=dict)
+    pricing: Mapping[str, Any] = field(default_factory=dict)   # input_per_mtok, output_per_mtok, currency
 
     def resolve_model(self, name: str | None) -> str:
         """The model id for --model NAME (an id or an alias); the default model when NAME is None."""
@@ -478,6 +479,7 @@ def parse_providers(data: Any, path: Path, env: Mapping[str, str],
             docs=raw.get("docs"),
             notes=raw.get("notes"),
             expectations=expectations,
+            pricing=dict(raw.get("pricing", {})),
         )
     return ProvidersConfig(path=path, providers=providers)
 
