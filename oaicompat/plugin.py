@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
 import pytest
 
 from . import checks as _checks  # noqa: F401  (registers every check and probe)
+from .checks import sdk as _sdk_checks
 from .checks.base import spec_of
 from .config import ProvidersConfig, load_providers, runtime_environment
 from .errors import OaicompatError
@@ -33,6 +34,7 @@ from .run_mode import RECORD_MODES, RunMode
 from .run_summary import html_extra, terminal_summary, write_results
 from .runner import Evaluation, Target, evaluate
 from .scrub import Scrubber
+from .sdk import warm_openai
 from .servers import pytest_hooks as servers
 from .session import LiveMemo, ProbeSession, cassette_path, credentials
 
@@ -150,6 +152,16 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("oaicompat_servers"):
         state.servers = servers.start(state.mode.live, (t.provider.name for t in state.targets()))
         state.use_environment(state.servers.env)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """When a selected test runs an openai-python check, import openai now (seconds, once), as part of the
+    session's start, not inside the first SDK check's timing."""
+    if session.config.option.collectonly:
+        return
+    if any(getattr(item, "module", None) is not None and getattr(item.module, "sdk", None) is _sdk_checks
+           for item in session.items):
+        warm_openai()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
