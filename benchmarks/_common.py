@@ -37,6 +37,7 @@ class PytestRun:
     loop: float               # first test's setup to last test's teardown
     fixed_end: float          # last test's teardown to exit (session finish, results, terminal summary)
     cpu: float                # user + system CPU seconds of the child
+    loop_cpu: float           # CPU seconds of the test loop (time.process_time in the child)
     maxrss_mb: float          # its peak RSS
     returncode: int
     output: str
@@ -75,14 +76,15 @@ def run_pytest(args: list[str], *, python: str = sys.executable, cwd: Path = ROO
         proc.stdout.close()
         wall = time.time() - t0
         if not durations:
-            return PytestRun({}, wall, wall, 0.0, 0.0, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
+            return PytestRun({}, wall, wall, 0.0, 0.0, usage.ru_utime + usage.ru_stime, 0.0, usage.ru_maxrss / 1024,
                              proc.returncode, output)
         if not out.exists():
             raise RuntimeError(f"pytest wrote no durations (exit {proc.returncode}):\n{output[-3000:]}")
         data = json.loads(out.read_text())
         start, end = data.get("loop_start", t0), data.get("loop_end", t0 + wall)
         return PytestRun(data["tests"], wall, start - t0, end - start, t0 + wall - end,
-                         usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode, output)
+                         usage.ru_utime + usage.ru_stime, data.get("loop_cpu", 0.0), usage.ru_maxrss / 1024,
+                         proc.returncode, output)
 
 
 def pytest_durations(args: list[str], *, python: str = sys.executable, cwd: Path = ROOT,

@@ -4,7 +4,8 @@ the test loop began and ended.
 Loaded into the measured pytest process with ``-p _durations`` (the benchmarks folder on PYTHONPATH); writes
 ``{"tests": {nodeid: {"seconds": s, "outcome": o}}, "loop_start": t0, "loop_end": t1}`` as JSON to
 $OAICOMPAT_BENCH_DURATIONS at session end (t0, t1: time.time() just before the first test's setup and just after
-the last test's teardown, so the parent can split its wall time into fixed start, tests and fixed end).
+the last test's teardown, so the parent can split its wall time into fixed start, tests and fixed end;
+"loop_cpu": the process's CPU seconds over the same span).
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ def pytest_runtest_logreport(report: Any) -> None:
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_runtestloop(session: Any) -> Generator[None, None, None]:
-    _LOOP["loop_start"] = time.time()
+    _LOOP["loop_start"], cpu = time.time(), time.process_time()
     yield
-    _LOOP["loop_end"] = time.time()
+    _LOOP["loop_end"], _LOOP["loop_cpu"] = time.time(), time.process_time() - cpu
 
 
 def pytest_sessionfinish(session: Any, exitstatus: int) -> None:

@@ -235,7 +235,8 @@ def _record(request: pytest.FixtureRequest, state: OaicompatState, evaluation: E
 
 
 def _act(outcome: Outcome) -> None:
-    # pytest renders a traceback for every pytest.xfail (parsing each frame's module): this frame adds nothing
+    # pytest renders a traceback for every pytest.xfail (finding and parsing each frame's source, scanning
+    # sys.modules): this frame adds nothing to it
     __tracebackhide__ = True  # noqa: F841
     text = outcome.message
     if outcome.lines:
