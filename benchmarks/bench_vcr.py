@@ -298,7 +298,7 @@ def run(repeat: int = REPEAT, runs: int = RUNS) -> dict[str, Any]:
         tmp = Path(name)
         (tmp / "vcr").mkdir()
         env = {"OAICOMPAT_CACHE": str(tmp / "cache"), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
-        os.environ.update(env)              # warm the parsed-cassette cache as any earlier run would have
+        os.environ["OAICOMPAT_CACHE"] = env["OAICOMPAT_CACHE"]   # warm the parsed-cassette cache, as any run would
         ours_cases, vcr_cases, n_inter = [], [], 0
         for i, s in enumerate(picked):
             Cassette.load(s.path)
