@@ -26,6 +26,7 @@ import pytest
 
 from . import checks as _checks  # noqa: F401  (registers every check and probe)
 from .budget import Budget, BudgetError, BudgetExhausted, Estimate, Meter, Pricing, estimate
+from .checks import sdk as _sdk_checks
 from .checks.base import PROBES, CheckSpec, ProbeContext, spec_of
 from .config import ProvidersConfig, load_providers, runtime_environment
 from .errors import OaicompatError
@@ -37,6 +38,7 @@ from .run_mode import RECORD_MODES, RunMode
 from .run_summary import empty_providers, estimate_summary, html_extra, terminal_summary, write_results
 from .runner import Evaluation, Target, evaluate, unsupported
 from .scrub import Scrubber
+from .sdk import warm_openai
 from .servers import pytest_hooks as servers
 from .session import LiveMemo, ProbeSession, cassette_path, credentials
 
@@ -240,9 +242,17 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
+    """With --collect-only on a live run, estimate what it would send. Otherwise, when a selected test runs an
+    openai-python check, import openai now (seconds, once), as part of the session's start, not inside the
+    first SDK check's timing."""
     state = session.config.stash.get(STASH, None)
-    if state is not None and session.config.option.collectonly and state.mode.live:
-        state.estimates = estimate_items(state, session.items)
+    if session.config.option.collectonly:
+        if state is not None and state.mode.live:
+            state.estimates = estimate_items(state, session.items)
+        return
+    if any(getattr(item, "module", None) is not None and getattr(item.module, "sdk", None) is _sdk_checks
+           for item in session.items):
+        warm_openai()
 
 
 def checks_called(item: pytest.Item) -> list[CheckSpec]:
@@ -360,6 +370,9 @@ def _record(request: pytest.FixtureRequest, state: OaicompatState, evaluation: E
 
 
 def _act(outcome: Outcome) -> None:
+    # pytest renders a traceback for every pytest.xfail (finding and parsing each frame's source, scanning
+    # sys.modules): this frame adds nothing to it
+    __tracebackhide__ = True  # noqa: F841
     text = outcome.message
     if outcome.lines:
         text += "\n" + "\n".join("    " + line for line in outcome.lines)

@@ -23,7 +23,8 @@ import httpx
 
 from .exchange import Exchange
 
-__all__ = ["INSTALL_HINT", "SDKResult", "SDKUnavailable", "ErrorKind", "load_openai", "replay_through_openai"]
+__all__ = ["INSTALL_HINT", "SDKResult", "SDKUnavailable", "ErrorKind", "load_openai", "replay_through_openai",
+           "warm_openai"]
 
 INSTALL_HINT = "pip install -e . (openai is one of oaicompat's dependencies)"
 BASE_URL = "http://sdk.invalid/v1"
@@ -148,6 +149,21 @@ def load_openai() -> Any:
     except ImportError as exc:
         raise SDKUnavailable(exc) from None
     return openai
+
+
+def warm_openai() -> bool:
+    """Import openai and the chat-completion modules its client loads on first use (their pydantic models are
+    built at import), so that cost is paid once before the checks run rather than inside the first SDK check.
+    False when openai is not installed (the SDK checks then say so themselves); nothing is sent."""
+    try:
+        openai = load_openai()
+        import openai.lib.streaming.chat  # noqa: F401  (the stream() helper's accumulator)
+        import openai.resources.chat.completions  # noqa: F401
+        import openai.types.chat  # noqa: F401
+    except (SDKUnavailable, ImportError):
+        return False
+    openai.OpenAI(api_key="x", base_url=BASE_URL, max_retries=0).close()
+    return True
 
 
 def replay_through_openai(ex: Exchange, *, helper: bool = False) -> SDKResult:

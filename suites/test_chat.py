@@ -1,6 +1,11 @@
 """Non-streaming chat completions: one wire rule per test (openai-wire.md §2)."""
 
+import pytest
+
 from oaicompat.checks import chat
+
+# one event loop for the whole session: a loop per test costs more than replaying a check
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def test_status(run_check):

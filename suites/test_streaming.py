@@ -1,6 +1,11 @@
 """Streamed chat completions: one wire rule per test (openai-wire.md §3, §4)."""
 
+import pytest
+
 from oaicompat.checks import stream
+
+# one event loop for the whole session: a loop per test costs more than replaying a check
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def test_status(run_check):
