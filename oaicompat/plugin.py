@@ -18,9 +18,10 @@ User-facing surface:
 from __future__ import annotations
 
 import shlex
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -44,6 +45,7 @@ from .session import LiveMemo, ProbeSession, cassette_path, credentials
 
 if TYPE_CHECKING:
     from .servers.for_run import RunServers
+    from .servers.pytest_hooks import HungServerWatch
 
 STASH = pytest.StashKey["OaicompatState"]()
 OUTCOME_KEY = pytest.StashKey[dict]()
@@ -67,7 +69,7 @@ class OaicompatState:
     down: dict[str, str] = field(default_factory=dict)          # provider → why it is unavailable
     results: ResultsLog | None = None
     servers: RunServers | None = None    # started by --servers, stopped at unconfigure
-    watch: servers.HungServerWatch | None = None
+    watch: HungServerWatch | None = None
     loaded: ProvidersConfig | None = None
     config_error: str | None = None      # why providers.yaml (or --provider/--model) cannot be used
     budget: Budget | None = None
@@ -250,7 +252,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         if state is not None and state.mode.live:
             state.estimates = estimate_items(state, session.items)
         return
-    if any(getattr(item, "module", None) is not None and getattr(item.module, "sdk", None) is _sdk_checks
+    if any(getattr(getattr(item, "module", None), "sdk", None) is _sdk_checks
            for item in session.items):
         warm_openai()
 
@@ -342,7 +344,8 @@ def probe_session(request: pytest.FixtureRequest, target: Target, state: Oaicomp
     provider, model = target.provider, target.model
     module = Path(str(request.node.fspath)).stem
     path = cassette_path(state.cassette_root, provider, model, module, request.node.originalname)
-    api_key, missing = None, ()
+    api_key: str | None = None
+    missing: tuple[str, ...] = ()
     if state.mode.needs_credentials(cassette_exists=path.exists()):
         api_key, missing = credentials(provider, state.env)
     record_hint = state.record_commands.setdefault(provider.name, record_provider_command(request, target))

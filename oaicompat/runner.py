@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, Union
+from typing import Any, Protocol
 
 from .checks.base import PROBES, CheckSpec, Finding, Observation, ProbeContext, spec_of
 from .config import Provider
@@ -67,7 +67,7 @@ class ProbeSource(Protocol):
     async def send(self, spec: RequestSpec, *, fresh: bool = False) -> Exchange: ...
 
 
-Check = Union[CheckSpec, Callable[..., Any]]
+Check = CheckSpec | Callable[..., Any]
 AfterSend = Callable[[Target, Sequence[Exchange]], None]
 
 

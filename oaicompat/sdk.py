@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import inspect
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 import httpx
 
@@ -94,8 +95,8 @@ def _handler(ex: Exchange, sent: list[bool]):
         sent.append(True)
         if ex.status is None:
             failure = ex.failure
-            raise httpx.ConnectError(f"recorded: no response ({failure.kind + ': ' + failure.message if failure else '?'})",
-                                     request=request)
+            why = f"{failure.kind}: {failure.message}" if failure else "?"
+            raise httpx.ConnectError(f"recorded: no response ({why})", request=request)
         headers = [(k, v) for k, v in ex.headers if k.lower() not in _DROP_HEADERS]
         return httpx.Response(ex.status, headers=headers, stream=_ReplayStream(ex), request=request)
     return handle
@@ -156,13 +157,13 @@ def warm_openai() -> bool:
     built at import), so that cost is paid once before the checks run rather than inside the first SDK check.
     False when openai is not installed (the SDK checks then say so themselves); nothing is sent."""
     try:
-        openai = load_openai()
+        client_module = load_openai()
         import openai.lib.streaming.chat  # noqa: F401  (the stream() helper's accumulator)
         import openai.resources.chat.completions  # noqa: F401
         import openai.types.chat  # noqa: F401
     except (SDKUnavailable, ImportError):
         return False
-    openai.OpenAI(api_key="x", base_url=BASE_URL, max_retries=0).close()
+    client_module.OpenAI(api_key="x", base_url=BASE_URL, max_retries=0).close()
     return True
 
 

@@ -20,8 +20,17 @@ import pytest
 
 from oaicompat.checks.base import CHECKS
 from oaicompat.quirks import load_catalogue
-from tests.support.behaviours import (BEHAVIOURS, NOT_EMULABLE, Baseline, SuiteRun, conformant_baseline, provider,
-                                      reference, run_behaviour, run_suite)
+from tests.support.behaviours import (
+    BEHAVIOURS,
+    NOT_EMULABLE,
+    Baseline,
+    SuiteRun,
+    conformant_baseline,
+    provider,
+    reference,
+    run_behaviour,
+    run_suite,
+)
 from tests.support.wire_server import PRECISION_VARIANTS, WireServer
 
 CATALOGUE = load_catalogue()
