@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from oaicompat.checks.base import PROBES, CheckSpec, Probe, QuirkFound
+from oaicompat.checks.requires import Requires
 from oaicompat.config import Expectation, ProvidersConfig
 from oaicompat.exchange import Chunk, Exchange, Request
 from oaicompat.imported import cli as icli
@@ -427,22 +428,24 @@ def outcome(spec: CheckSpec, item: StoredInteraction, provider=None):
     return ev.evaluate(spec, item, provider, ev.probe_shape(spec, provider, provider.model))
 
 
+CHAT_CALL = {**CHAT_OK, "choices": [{"index": 0, "finish_reason": "tool_calls", "logprobs": None, "message": {
+    "role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function",
+                                                          "function": {"name": "f", "arguments": "{}"}}]}}]}
+TOOLS = [{"type": "function", "function": {"name": "f"}}]
+
+
 @pytest.mark.parametrize("probes_, req, status, why", [
-    (("chat.basic", "t.stream"), BASIC, 200, "compares 2 exchanges"),
-    (("t.stream",), BASIC, 200, "stream: probe True, recording False"),
-    (("chat.basic",), STREAM, 200, "stream: probe False, recording True"),
-    (("t.usage",), STREAM, 200, "include_usage: probe True, recording False"),
-    (("t.tools",), BASIC, 200, "tools: probe True, recording False"),
-    (("chat.basic",), {**BASIC, "tools": [{"type": "function", "function": {"name": "f"}}]}, 200, "tools"),
-    (("chat.basic",), {**BASIC, "tools": [{"type": "function", "function": {"name": "f"}}],
-                       "tool_choice": "required"}, 200, "tool_choice"),
-    (("chat.basic",), {**BASIC, "response_format": {"type": "json_object"}}, 200, "response_format"),
-    (("chat.basic",), {**BASIC, "messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "data:,"}}]}]}, 200, "images"),
-    (("chat.basic",), {**BASIC, "n": 2}, 200, "n: probe 1, recording 2"),
-    (("chat.basic",), {**BASIC, "logprobs": True}, 200, "logprobs"),
-    (("t.stop",), BASIC, 200, "stop: probe ['e'], recording None"),
-    (("chat.basic",), {**BASIC, "reasoning_effort": "high"}, 200, "sends reasoning_effort"),
+    (("chat.basic", "t.stream"), BASIC, 200, "declares no requires="),
+    (("t.stream",), BASIC, 200, "stream: needs True, the exchange has False"),
+    (("chat.basic",), STREAM, 200, "stream: needs False, the exchange has True"),
+    (("t.usage",), STREAM, 200, "include_usage: needs True, the exchange has False"),
+    (("t.tools",), BASIC, 200, "tools: needs True, the exchange has False"),
+    (("t.tools",), {**BASIC, "tools": TOOLS, "tool_choice": "required"}, 200,
+     "tool_choice: needs 'auto', the exchange has 'required'"),
+    (("chat.basic",), {**BASIC, "n": 2}, 200, "n: needs 1, the exchange has 2"),
+    (("chat.basic",), {**BASIC, "logprobs": True}, 200, "logprobs: needs False"),
+    (("t.stop",), BASIC, 200, 'stop: needs ["e"], the exchange sends null'),
+    (("chat.basic",), {**BASIC, "reasoning_effort": "high"}, 200, "also sends reasoning_effort"),
     (("chat.basic",), BASIC, 401, "credentials"),
     (("t.wrong-key",), BASIC, 200, "credentials"),
     (("chat.basic",), BASIC, 429, "transient HTTP 429"),
@@ -452,6 +455,29 @@ def test_a_check_never_runs_on_a_request_that_does_not_meet_its_preconditions(pr
     result = outcome(spec, _item(CHAT_OK, req, status=status))
     assert result.name == "not-applicable" and why in result.message
     assert calls == []
+
+
+def test_a_pair_check_never_runs_on_one_exchange_and_reply_features_count(probes):
+    def pair(a: Exchange, b: Exchange) -> None:
+        raise AssertionError("never called")
+    spec = CheckSpec(id="t.pair", area="t", rule="R-1", title="pair", probes=("chat.basic", "t.stream"), quirks=(),
+                     kind="protocol", needs=(), applies=None, framing=False, func=pair)
+    assert "compares 2 exchanges" in outcome(spec, _item(CHAT_OK, BASIC)).message
+    spy, calls = spy_check()
+    result = outcome(spy, _item(CHAT_CALL, {**BASIC, "tools": TOOLS}))
+    assert result.name == "not-applicable" and "tool_calls: needs False, the exchange has True" in result.message
+    assert outcome(spy, _item(CHAT_OK, {**BASIC, "tools": TOOLS})).name == "pass" and calls
+
+
+def test_declared_requires_are_the_authority(probes):
+    """A check that declares what it needs runs on any exchange that has it, whatever its probe sent."""
+    spec, calls = spy_check(("t.tools",), quirk="t.q")
+    spec = replace(spec, requires=Requires(stream=False, tool_calls=True, status="2xx"))
+    forced = {**BASIC, "tools": TOOLS, "tool_choice": "required", "reasoning_effort": "high", "n": 1}
+    assert outcome(spec, _item(CHAT_CALL, forced)).name == "unexpected-quirk" and calls
+    result = outcome(spec, _item(CHAT_OK, {**BASIC, "tools": TOOLS}))
+    assert result.name == "not-applicable" and "(its requires=)" in result.message
+    assert "tool_calls: needs True, the exchange has False" in result.message
 
 
 def test_matching_requests_run_and_outcomes_follow_providers_yaml(probes):
@@ -510,7 +536,8 @@ def test_records_are_third_party_with_provenance_and_aggregate_not_applicable(so
     assert e["license"] == "MIT" and e["imported_file"].endswith("c.yaml#0") and "provenance" in e
     assert all("timing" not in r for r in run.records)
     (done,) = [r for r in run.records if r["check"] == "stream.done"]
-    assert done["outcome"] == "not-applicable" and "none of the 2 imported recording(s)" in done["message"]
+    assert done["outcome"] == "not-applicable" and "not applicable to 2 of 2 imported exchange(s)" in done["message"]
+    assert sorted(done["lines"]) == [f"exchange groq/someone-project/c.yaml#{i}" for i in (0, 1)]
 
 
 def test_evidence_main_writes_a_valid_results_file(source_repo, tmp_path: Path, capsys):

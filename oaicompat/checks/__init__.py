@@ -8,7 +8,7 @@ they are what the areas share (checks/base.py, checks/common.py, the stream and 
 import importlib
 import pkgutil
 
-READERS = frozenset({"base", "common", "streamview", "tool_calls"})
+READERS = frozenset({"base", "common", "requires", "streamview", "tool_calls"})
 AREAS = ("chat", "image", "context", "endpoints", "errors", "json_output", "models", "params", "reasoning",
          "stream", "sdk", "tools_probes", "tools")
 

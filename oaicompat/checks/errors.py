@@ -18,6 +18,7 @@ from ..transport import RequestSpec
 from .base import (Blocked, Observation, ProbeContext, QuirkFound, body_line, check, clip, compact, evidence,
                    probe, request_line, status_line)
 from .common import error_message, guard_basic, json_body
+from .requires import ANY_REPLY, REJECTED
 
 UNKNOWN_MODEL = "oaicompat-no-such-model"
 INVALID_ROLE = "oaicompat-invalid-role"
@@ -300,7 +301,7 @@ ENVELOPE_SEVERITY = ("errors.non-json-body", "errors.array-envelope", "errors.st
                      "errors.non-openai-shape", "errors.envelope-incomplete")
 
 
-@check("errors.envelope", rule="ERR-1", probes=list(ERROR_PROBES), quirks=list(ENVELOPE_SEVERITY))
+@check("errors.envelope", rule="ERR-1", probes=list(ERROR_PROBES), quirks=list(ENVELOPE_SEVERITY), requires=REJECTED)
 def error_envelope(*exs: Exchange) -> None:
     """Every error reply's body is `{"error": {"message", "type", "param", "code"}}`."""
     errors = [(n, e) for n, e in zip(ERROR_PROBES, exs) if _is_error(e)]
@@ -316,7 +317,7 @@ def error_envelope(*exs: Exchange) -> None:
                      worst[1], _lines([(worst[0], worst[1])] + [(n, e) for n, e, _ in found if e is not worst[1]]))
 
 
-@check("errors.code-type", rule="ERR-1", probes=list(ERROR_PROBES), quirks=["errors.code-type-mismatch"])
+@check("errors.code-type", rule="ERR-1", probes=list(ERROR_PROBES), quirks=["errors.code-type-mismatch"], requires=REJECTED)
 def error_code_is_string(*exs: Exchange) -> None:
     """`error.code` is a string or null (not the HTTP status as a number)."""
     objs = [(n, e, o) for n, e in zip(ERROR_PROBES, exs) if _is_error(e) and (o := error_object(e)) is not None]
@@ -329,7 +330,7 @@ def error_code_is_string(*exs: Exchange) -> None:
                          _lines([(n, e) for n, e, _ in bad]))
 
 
-@check("errors.error-content-type", rule="ERR-2", probes=list(ERROR_PROBES), quirks=["errors.content-type-not-json"])
+@check("errors.error-content-type", rule="ERR-2", probes=list(ERROR_PROBES), quirks=["errors.content-type-not-json"], requires=REJECTED)
 def error_content_type_is_json(*exs: Exchange) -> None:
     """Error replies with a body are sent as application/json (a media type ending in json)."""
     errors = [(n, e) for n, e in zip(ERROR_PROBES, exs) if _is_error(e) and e.body]
@@ -342,7 +343,7 @@ def error_content_type_is_json(*exs: Exchange) -> None:
                          [line for n, e in bad[:4] for line in (f"[{n}]", request_line(e), status_line(e))])
 
 
-@check("errors.replies", rule="ERR-3", probes=list(ERROR_PROBES), kind="info")
+@check("errors.replies", rule="ERR-3", probes=list(ERROR_PROBES), kind="info", requires=REJECTED)
 def error_replies(*exs: Exchange) -> list[Observation]:
     """What each error probe got back: status, media type, error type, code and param."""
     out = []
@@ -383,7 +384,7 @@ _UINT = re.compile(r"^[0-9]+$")
 
 
 @check("errors.request-id", rule="HDR-1", probes=["chat.basic", "errors.wrong-key", "errors.unknown-model"],
-       kind="info")
+       kind="info", requires=ANY_REPLY)
 def request_id_headers(*exs: Exchange) -> list[Observation]:
     """Request-id headers on a success and on error replies (x-request-id and vendor variants)."""
     out = []

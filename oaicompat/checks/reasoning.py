@@ -27,6 +27,7 @@ from .base import (Blocked, NotApplicable, Observation, ProbeContext, QuirkFound
                    first_choice, probe, require_success)
 from .common import CHAT_USAGE, STREAM_STATUS
 from .streamview import stream_view
+from .requires import OK
 
 STATUS_OWNER = "reasoning.status"
 
@@ -153,7 +154,7 @@ def reasoning_request_answered(ex: Exchange, stream_ex: Exchange) -> None:
 
 @check("reasoning.message-field", rule="DEV-7", probes=["reasoning.basic"],
        quirks=["reasoning.inline-think-tags", "reasoning.content-field", "reasoning.alt-field"],
-       needs=("reasoning",))
+       needs=("reasoning",), requires=OK, observes=True)
 def message_reasoning_field(ex: Exchange) -> list[Observation]:
     """The non-streamed message shows no reasoning text, as OpenAI's does (names the field when it does)."""
     _, message = _message(ex)

@@ -28,6 +28,7 @@ from .base import (Blocked, NotApplicable, Observation, ProbeContext, QuirkFound
                    evidence, first_choice, probe, request_line, require_success, status_line)
 from .common import FINISH_REASONS, STREAM_STATUS, show
 from .streamview import StreamChunk, StreamView, event_line, stream_view
+from .requires import SOK, SOK_NO_USAGE, SOK_USAGE
 
 CHUNK_OBJECT = "chat.completion.chunk"
 
@@ -204,7 +205,7 @@ def status_is_success(ex: Exchange) -> None:
 
 
 @check("stream.content-type", rule="SSE-1", probes=["stream.basic"], quirks=["stream.content-type-wrong"],
-       applies=_is_stream)
+       applies=_is_stream, requires=SOK)
 def content_type_is_event_stream(ex: Exchange) -> None:
     """A streamed reply's media type is text/event-stream."""
     _require_200(ex, STREAM_STATUS)
@@ -214,7 +215,7 @@ def content_type_is_event_stream(ex: Exchange) -> None:
 
 
 @check("stream.body-is-sse", rule="SSE-1", probes=["stream.basic"],
-       quirks=["stream.body-not-sse", "stream.not-streamed", "stream.empty-body"], applies=_is_stream)
+       quirks=["stream.body-not-sse", "stream.not-streamed", "stream.empty-body"], applies=_is_stream, requires=SOK)
 def body_is_event_stream(ex: Exchange) -> None:
     """A 200 answer to a streamed request carries SSE data events."""
     _require_200(ex, STREAM_STATUS)
@@ -237,7 +238,7 @@ def body_is_event_stream(ex: Exchange) -> None:
 
 
 @check("stream.truncated", rule="STREAM-DONE-2", probes=["stream.basic"],
-       quirks=["stream.truncated", "stream.never-ends"], applies=_is_stream)
+       quirks=["stream.truncated", "stream.never-ends"], applies=_is_stream, requires=SOK)
 def stream_ends_cleanly(ex: Exchange) -> None:
     """The connection of a 200 stream ends cleanly: no reset, no timeout, no endless body."""
     _require_200(ex, STREAM_STATUS)
@@ -259,7 +260,7 @@ def stream_ends_cleanly(ex: Exchange) -> None:
 # -- SSE level --------------------------------------------------------------------------------------
 
 @check("stream.data-json", rule="SSE-9", probes=["stream.basic"],
-       quirks=["stream.data-not-json", "stream.event-without-data"], applies=_is_stream)
+       quirks=["stream.data-not-json", "stream.event-without-data"], applies=_is_stream, requires=SOK)
 def data_events_are_json(ex: Exchange) -> None:
     """Every event before `[DONE]` carries JSON object data (openai-python json-decodes each one)."""
     view = _view(ex, allow_failure=True)
@@ -281,7 +282,7 @@ def data_events_are_json(ex: Exchange) -> None:
 
 
 @check("stream.utf8", rule="SSE-2", probes=["stream.basic"], quirks=["stream.invalid-utf8", "stream.leading-bom"],
-       applies=_is_stream)
+       applies=_is_stream, requires=SOK)
 def stream_is_utf8(ex: Exchange) -> None:
     """The event stream is valid UTF-8 without a byte order mark."""
     _view(ex, allow_failure=True)
@@ -324,7 +325,7 @@ def _data_of(raw: bytes) -> str:
 
 
 @check("stream.done", rule="STREAM-DONE-1", probes=["stream.basic"], quirks=["stream.done-missing"],
-       applies=_is_stream)
+       applies=_is_stream, requires=SOK)
 def ends_with_done(ex: Exchange) -> None:
     """The stream ends with `data: [DONE]` and a blank line."""
     view = _view(ex)
@@ -349,7 +350,7 @@ def ends_with_done(ex: Exchange) -> None:
 
 
 @check("stream.after-done", rule="STREAM-DONE-3", probes=["stream.basic"], quirks=["stream.data-after-done"],
-       applies=_is_stream)
+       applies=_is_stream, requires=SOK)
 def nothing_after_done(ex: Exchange) -> None:
     """Nothing but blank lines and comments follows `data: [DONE]`."""
     view = _view(ex, allow_failure=True)
@@ -366,7 +367,7 @@ def nothing_after_done(ex: Exchange) -> None:
 
 
 @check("stream.midstream-error", rule="STREAM-ERR-2", probes=["stream.basic"],
-       quirks=["stream.midstream-error-event", "stream.error-event-unwrapped"], applies=_is_stream)
+       quirks=["stream.midstream-error-event", "stream.error-event-unwrapped"], applies=_is_stream, requires=SOK)
 def no_error_event(ex: Exchange) -> None:
     """A valid streamed request gets no error event after the 200 (and `event: error` wraps an error object)."""
     view = _view(ex, allow_failure=True)
@@ -384,7 +385,7 @@ def no_error_event(ex: Exchange) -> None:
 
 # -- chunk fields -----------------------------------------------------------------------------------
 
-@check("stream.object", rule="STREAM-1", probes=["stream.basic"], quirks=["stream.object-wrong"], applies=_is_stream)
+@check("stream.object", rule="STREAM-1", probes=["stream.basic"], quirks=["stream.object-wrong"], applies=_is_stream, requires=SOK)
 def object_is_chunk(ex: Exchange) -> None:
     """Every chunk's `object` is exactly "chat.completion.chunk"."""
     chunks = _chunks(_view(ex, allow_failure=True), ex)
@@ -397,7 +398,7 @@ def object_is_chunk(ex: Exchange) -> None:
 
 
 @check("stream.chunk-fields", rule="STREAM-1", probes=["stream.basic"], quirks=["stream.chunk-field-missing"],
-       applies=_is_stream)
+       applies=_is_stream, requires=SOK)
 def chunk_has_required_fields(ex: Exchange) -> None:
     """Every chunk has a string `id`, integer `created`, string `model` and a `choices` array."""
     chunks = _chunks(_view(ex, allow_failure=True), ex)
@@ -432,21 +433,21 @@ def _changes(ex: Exchange, key: str, quirk: str, *, skip_null: bool = False) -> 
 
 
 @check("stream.id-constant", rule="STREAM-2", probes=["stream.basic"], quirks=["stream.id-changes"],
-       applies=_is_stream)
+       applies=_is_stream, requires=SOK)
 def id_is_constant(ex: Exchange) -> None:
     """`id` is the same in every chunk of the stream."""
     _changes(ex, "id", "stream.id-changes")
 
 
 @check("stream.created-constant", rule="STREAM-2", probes=["stream.long"], quirks=["stream.created-changes"],
-       applies=_is_stream)
+       applies=_is_stream, requires=SOK)
 def created_is_constant(ex: Exchange) -> None:
     """`created` is the same in every chunk of the stream (probed with a stream that lasts over a second)."""
     _changes(ex, "created", "stream.created-changes")
 
 
 @check("stream.model-constant", rule="STREAM-3", probes=["stream.basic"],
-       quirks=["stream.model-changes", "stream.fingerprint-changes"], applies=_is_stream)
+       quirks=["stream.model-changes", "stream.fingerprint-changes"], applies=_is_stream, requires=SOK)
 def model_is_constant(ex: Exchange) -> None:
     """`model` (and a non-null `system_fingerprint`) is the same in every chunk of the stream."""
     _changes(ex, "model", "stream.model-changes")
@@ -454,7 +455,7 @@ def model_is_constant(ex: Exchange) -> None:
 
 
 @check("stream.choice-fields", rule="STREAM-4", probes=["stream.basic"], quirks=["stream.choice-field-missing"],
-       applies=_is_stream)
+       applies=_is_stream, requires=SOK)
 def choice_has_required_fields(ex: Exchange) -> None:
     """Every streamed choice has an integer `index`, a `delta` object and the key `finish_reason`."""
     chunks = _chunks(_view(ex, allow_failure=True), ex)
@@ -476,7 +477,7 @@ def choice_has_required_fields(ex: Exchange) -> None:
 
 
 @check("stream.finish-reason-value", rule="STREAM-5", probes=["stream.basic"], quirks=["stream.finish-reason-invalid"],
-       applies=_is_stream)
+       applies=_is_stream, requires=SOK)
 def finish_reason_in_enum(ex: Exchange) -> None:
     """Every non-null streamed `finish_reason` is one of stop, length, tool_calls, content_filter, function_call."""
     chunks = _chunks(_view(ex, allow_failure=True), ex)
@@ -489,7 +490,7 @@ def finish_reason_in_enum(ex: Exchange) -> None:
 
 
 @check("stream.role-first", rule="STREAM-6", probes=["stream.basic"],
-       quirks=["stream.role-missing-or-late", "stream.role-repeated"], applies=_is_stream)
+       quirks=["stream.role-missing-or-late", "stream.role-repeated"], applies=_is_stream, requires=SOK)
 def role_once_and_first(ex: Exchange) -> None:
     """The first delta of choice 0 carries role "assistant", and no later delta repeats a role."""
     view = _complete(ex)
@@ -520,7 +521,7 @@ def role_once_and_first(ex: Exchange) -> None:
 
 
 @check("stream.finish-reason", rule="STREAM-8", probes=["stream.basic"],
-       quirks=["stream.finish-reason-count", "stream.content-after-finish"], applies=_is_stream)
+       quirks=["stream.finish-reason-count", "stream.content-after-finish"], applies=_is_stream, requires=SOK)
 def one_finish_reason_last(ex: Exchange) -> None:
     """Exactly one chunk carries choice 0's non-null `finish_reason`, and no content for it follows."""
     view = _complete(ex)
@@ -548,7 +549,7 @@ def one_finish_reason_last(ex: Exchange) -> None:
 # -- usage ------------------------------------------------------------------------------------------
 
 @check("stream.usage-unrequested", rule="STREAM-USAGE-3", probes=["stream.basic"],
-       quirks=["stream.usage-unrequested"], applies=lambda req: req.stream and not _include_usage(req))
+       quirks=["stream.usage-unrequested"], applies=lambda req: req.stream and not _include_usage(req), requires=SOK_NO_USAGE)
 def no_usage_unless_requested(ex: Exchange) -> None:
     """Without `stream_options.include_usage`, no chunk carries a usage object."""
     if _include_usage(ex.request):
@@ -564,7 +565,7 @@ def no_usage_unless_requested(ex: Exchange) -> None:
 
 @check("stream.usage-included", rule="STREAM-USAGE-1", probes=["stream.usage"],
        quirks=["stream.usage-rejected", "stream.usage-missing", "stream.usage-in-choice-chunk",
-               "stream.usage-choices-absent"], applies=_wants_usage)
+               "stream.usage-choices-absent"], applies=_wants_usage, requires=SOK_USAGE)
 def usage_chunk_present(ex: Exchange) -> None:
     """With `include_usage`, a final chunk with `choices: []` carries the usage object."""
     if ex.status != 200:
@@ -598,7 +599,7 @@ def usage_chunk_present(ex: Exchange) -> None:
 
 
 @check("stream.usage-chunk", rule="STREAM-USAGE-4", probes=["stream.usage"],
-       quirks=["stream.usage-not-last", "stream.usage-inconsistent"], applies=_wants_usage)
+       quirks=["stream.usage-not-last", "stream.usage-inconsistent"], applies=_wants_usage, requires=SOK_USAGE)
 def usage_chunk_last_and_consistent(ex: Exchange) -> None:
     """The usage chunk is the last chunk before `[DONE]` and its integer counts add up."""
     view = _complete(ex, status_owner=USAGE_OWNER)
@@ -619,7 +620,7 @@ def usage_chunk_last_and_consistent(ex: Exchange) -> None:
 
 
 @check("stream.usage-others-null", rule="STREAM-USAGE-2", probes=["stream.usage"], quirks=["stream.usage-repeated"],
-       applies=_wants_usage)
+       applies=_wants_usage, requires=SOK_USAGE)
 def usage_only_on_usage_chunk(ex: Exchange) -> None:
     """With `include_usage`, every chunk but the usage chunk has `usage` null or absent."""
     view = _complete(ex, status_owner=USAGE_OWNER)
@@ -681,7 +682,7 @@ def stream_timing(ex: Exchange) -> list[Observation]:
             Observation("network_chunks", len(ex.chunks)), Observation("events", len(ex.sse.events))]
 
 
-@check("stream.extension-fields", rule="STREAM-11", probes=["stream.basic"], kind="info", applies=_is_stream)
+@check("stream.extension-fields", rule="STREAM-11", probes=["stream.basic"], kind="info", applies=_is_stream, requires=SOK, observes=True)
 def extension_fields(ex: Exchange) -> list[Observation]:
     """Fields a provider adds to chunks, choices and deltas beyond the spec (recorded, never a failure)."""
     view = _view(ex, allow_failure=True)
@@ -704,7 +705,7 @@ def extension_fields(ex: Exchange) -> list[Observation]:
     return [Observation(key, show(value)) for key, value in sorted(seen.items())]
 
 
-@check("stream.framing", rule="SSE-11", probes=["stream.basic"], kind="info", applies=_is_stream)
+@check("stream.framing", rule="SSE-11", probes=["stream.basic"], kind="info", applies=_is_stream, requires=SOK, observes=True)
 def framing_variants(ex: Exchange) -> list[Observation]:
     """SSE framing variants the spec allows (comments, CRLF, `data:` without a space, event names)."""
     _require_200(ex, STREAM_STATUS)
