@@ -11,9 +11,10 @@ from typing import Any
 
 from ..exchange import Exchange
 from ..transport import RequestSpec
-from .base import (is_int, Blocked, Observation, ProbeContext, QuirkFound, check, compact, evidence, first_choice,
+from .base import (is_int, raise_all, Blocked, Observation, ProbeContext, QuirkFound, check, compact, evidence, first_choice,
                    probe, request_line, require_success, status_line)
-from .common import CHAT_STATUS, FINISH_REASONS, guard_basic, json_body, reply_body, require_accepted
+from .common import (CHAT_STATUS, FINISH_REASONS, guard_basic, json_body, reply_body, require_accepted,
+                     usage_quirks)
 from .requires import OK, OK_NO_LOGPROBS, OK_NO_TOOLS, OK_ONE, OK_TEXT
 
 
@@ -249,6 +250,29 @@ def service_tier_in_enum(ex: Exchange) -> None:
             and not (isinstance(body["service_tier"], str) and body["service_tier"] in SERVICE_TIERS):
         raise QuirkFound("chat.service-tier-invalid", f"service_tier is {compact(body['service_tier'])}", ex,
                          evidence(ex, f"< \"service_tier\": {compact(body['service_tier'])}"))
+
+
+@check("chat.usage-extensions", rule="RESP-4", probes=["chat.basic"],
+       quirks=["chat.usage-extra-keys", "chat.usage-details-incomplete"], requires=OK)
+def usage_has_openai_keys_only(ex: Exchange) -> None:
+    """`usage` carries only OpenAI's keys, and any `*_tokens_details` object carries all of OpenAI's keys."""
+    body = _body(ex)
+    usage = body.get("usage")
+    if not isinstance(usage, dict):
+        raise Blocked(f"usage is {compact(usage)}", "chat.usage", ex)
+    raise_all(usage_quirks(usage, "chat.usage-extra-keys", "chat.usage-details-incomplete", ex,
+                           evidence(ex, f"< \"usage\": {compact(usage)}")))
+
+
+@check("chat.openai-fields", rule="RESP-5", probes=["chat.basic"],
+       quirks=["chat.system-fingerprint-absent", "chat.service-tier-absent"], requires=OK)
+def openai_optional_fields_present(ex: Exchange) -> None:
+    """The reply carries `system_fingerprint` and `service_tier`, as OpenAI's does (absence breaks no rule)."""
+    body = _body(ex)
+    found = [QuirkFound(quirk, f"the reply has no `{key}` key", ex, evidence(ex, f"< top-level keys: {sorted(body)}"))
+             for key, quirk in (("system_fingerprint", "chat.system-fingerprint-absent"),
+                                ("service_tier", "chat.service-tier-absent")) if key not in body]
+    raise_all(found)
 
 
 @check("chat.tool-calls-absent", rule="RESP-MSG-2", probes=["chat.basic"], quirks=["chat.tool-calls-empty-array"], requires=OK_NO_TOOLS)

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 from ..exchange import Exchange
 from ..transport import RequestSpec
 from .base import (Blocked, Observation, ProbeContext, QuirkFound, body_line, check, clip, compact, evidence,
-                   probe, request_line, status_line)
+                   probe, raise_all, request_line, status_line)
 from .common import error_message, guard_basic, json_body
 from .requires import ANY_REPLY, REJECTED
 
@@ -106,6 +106,14 @@ def _is_2xx(ex: Exchange) -> bool:
 
 def _is_error(ex: Exchange) -> bool:
     return ex.status is not None and ex.status >= 300
+
+
+def _named(exs: Sequence[Exchange]) -> list[tuple[str, Exchange]]:
+    """(probe name, exchange) for the suite's own error probes; one exchange from elsewhere is named by its
+    request line."""
+    if len(exs) == len(ERROR_PROBES):
+        return list(zip(ERROR_PROBES, exs))
+    return [(f"{e.request.method} {e.request.path}", e) for e in exs]
 
 
 def _lines(pairs: Sequence[tuple[str, Exchange]], limit: int = 4) -> list[str]:
@@ -304,23 +312,24 @@ ENVELOPE_SEVERITY = ("errors.non-json-body", "errors.array-envelope", "errors.st
 @check("errors.envelope", rule="ERR-1", probes=list(ERROR_PROBES), quirks=list(ENVELOPE_SEVERITY), requires=REJECTED)
 def error_envelope(*exs: Exchange) -> None:
     """Every error reply's body is `{"error": {"message", "type", "param", "code"}}`."""
-    errors = [(n, e) for n, e in zip(ERROR_PROBES, exs) if _is_error(e)]
+    errors = [(n, e) for n, e in _named(exs) if _is_error(e)]
     if not errors:
         raise Blocked("no probe was answered with an error status", "errors.malformed-json", exs[0] if exs else None)
     found = [(n, e, p) for n, e in errors if (p := envelope_problem(e)) is not None]
-    if not found:
-        return
-    worst = min(found, key=lambda f: ENVELOPE_SEVERITY.index(f[2][0]))
-    quirk = worst[2][0]
-    detail = "; ".join(f"{n} (HTTP {e.status}): {p[1]}" for n, e, p in found)
-    raise QuirkFound(quirk, f"{len(found)} of {len(errors)} error replies break the envelope: {detail}",
-                     worst[1], _lines([(worst[0], worst[1])] + [(n, e) for n, e, _ in found if e is not worst[1]]))
+    # every distinct shape is its own quirk, most severe first: a string `error` must not hide a flat one
+    by_quirk: dict[str, list[tuple[str, Exchange, tuple[str, str]]]] = {}
+    for f in sorted(found, key=lambda f: ENVELOPE_SEVERITY.index(f[2][0])):
+        by_quirk.setdefault(f[2][0], []).append(f)
+    raise_all([QuirkFound(quirk, f"{len(group)} of {len(errors)} error replies: "
+                                 + "; ".join(f"{n} (HTTP {e.status}): {p[1]}" for n, e, p in group),
+                          group[0][1], _lines([(n, e) for n, e, _ in group]))
+               for quirk, group in by_quirk.items()])
 
 
 @check("errors.code-type", rule="ERR-1", probes=list(ERROR_PROBES), quirks=["errors.code-type-mismatch"], requires=REJECTED)
 def error_code_is_string(*exs: Exchange) -> None:
     """`error.code` is a string or null (not the HTTP status as a number)."""
-    objs = [(n, e, o) for n, e in zip(ERROR_PROBES, exs) if _is_error(e) and (o := error_object(e)) is not None]
+    objs = [(n, e, o) for n, e in _named(exs) if _is_error(e) and (o := error_object(e)) is not None]
     if not objs:
         raise Blocked("no error reply carries an error object", ENVELOPE_OWNER, exs[0] if exs else None)
     bad = [(n, e, o) for n, e, o in objs if "code" in o and not (o["code"] is None or isinstance(o["code"], str))]
@@ -333,7 +342,7 @@ def error_code_is_string(*exs: Exchange) -> None:
 @check("errors.error-content-type", rule="ERR-2", probes=list(ERROR_PROBES), quirks=["errors.content-type-not-json"], requires=REJECTED)
 def error_content_type_is_json(*exs: Exchange) -> None:
     """Error replies with a body are sent as application/json (a media type ending in json)."""
-    errors = [(n, e) for n, e in zip(ERROR_PROBES, exs) if _is_error(e) and e.body]
+    errors = [(n, e) for n, e in _named(exs) if _is_error(e) and e.body]
     if not errors:
         raise Blocked("no probe was answered with an error body", ENVELOPE_OWNER, exs[0] if exs else None)
     bad = [(n, e) for n, e in errors if not e.content_type.endswith("json")]
@@ -347,7 +356,7 @@ def error_content_type_is_json(*exs: Exchange) -> None:
 def error_replies(*exs: Exchange) -> list[Observation]:
     """What each error probe got back: status, media type, error type, code and param."""
     out = []
-    for name, ex in zip(ERROR_PROBES, exs):
+    for name, ex in _named(exs):
         err = error_object(ex) or {}
         out.append(Observation(name, {
             "status": ex.status, "content_type": ex.header("content-type"),

@@ -24,9 +24,9 @@ from ..exchange import Exchange, Request
 from ..sse import OBS_BOM, OBS_EMPTY_EVENT, OBS_INVALID_UTF8, OBS_UNTERMINATED_EVENT
 from ..timing import timing_of
 from ..transport import RequestSpec
-from .base import (Blocked, NotApplicable, Observation, ProbeContext, QuirkFound, check, clip,
+from .base import (Blocked, NotApplicable, Observation, ProbeContext, QuirkFound, check, clip, raise_all,
                    evidence, first_choice, probe, request_line, require_success, status_line)
-from .common import FINISH_REASONS, STREAM_STATUS, show
+from .common import FINISH_REASONS, STREAM_STATUS, USAGE_KEYS, show, usage_quirks
 from .streamview import StreamChunk, StreamView, event_line, stream_view
 from .requires import SOK, SOK_NO_USAGE, SOK_USAGE
 
@@ -181,13 +181,18 @@ def _empty(value: Any) -> bool:
 
 
 def _usage_chunk(view: StreamView) -> tuple[int, dict[str, Any]] | None:
-    """The last chunk carrying a usage object and no choices (`[]`, or the key absent/null)."""
+    """The last chunk carrying a usage object and no choices (`[]`, or the key absent/null); failing that, the
+    last chunk carrying a usage object beside a choice (stream.usage-included reports that placement, and the
+    counts are judged all the same)."""
     found = None
+    fallback = None
     for pos, obj in enumerate(view.objects):
         choices = obj.get("choices")
-        if isinstance(obj.get("usage"), dict) and (choices is None or choices == []):
-            found = (pos, obj)
-    return found
+        if isinstance(obj.get("usage"), dict):
+            fallback = (pos, obj)
+            if choices is None or choices == []:
+                found = (pos, obj)
+    return found or fallback
 
 
 def _int(v: Any) -> bool:
@@ -510,14 +515,15 @@ def role_once_and_first(ex: Exchange) -> None:
         raise QuirkFound("stream.role-missing-or-late",
                          f"the first delta of choice 0 (chunk {pos0}) is {show(first.get('delta'))}{where}",
                          ex, evidence(ex, _line(chunks[pos0], pos0)))
-    for pos, ch in entries[1:]:
-        delta = ch.get("delta")
-        role = delta.get("role") if isinstance(delta, dict) else None
-        if isinstance(role, str) and role:
-            raise QuirkFound("stream.role-repeated",
-                             f"chunk {pos} repeats role {role!r} (the openai-python .stream() helper then "
-                             f"accumulates role {'assistant' + role!r})",
-                             ex, evidence(ex, _line(chunks[pos0], pos0), _line(chunks[pos], pos)))
+    repeated = [(pos, ch["delta"]["role"]) for pos, ch in entries[1:]
+                if isinstance(ch.get("delta"), dict) and isinstance(ch["delta"].get("role"), str)
+                and ch["delta"]["role"]]
+    if repeated:
+        pos, role = repeated[0]
+        raise QuirkFound("stream.role-repeated",
+                         f"{len(repeated)} later chunk(s) repeat the role, first chunk {pos} ({role!r}; the "
+                         f"openai-python .stream() helper then accumulates role {'assistant' + role!r})",
+                         ex, evidence(ex, _line(chunks[pos0], pos0), _line(chunks[pos], pos)))
 
 
 @check("stream.finish-reason", rule="STREAM-8", probes=["stream.basic"],
@@ -539,7 +545,9 @@ def one_finish_reason_last(ex: Exchange) -> None:
         if pos <= fpos:
             continue
         delta = ch.get("delta")
-        filled = {k: v for k, v in delta.items() if not _empty(v)} if isinstance(delta, dict) else {}
+        # a bare {"role": "assistant"} (with empty content) is no content; stream.role-first owns the role
+        filled = {k: v for k, v in delta.items() if not _empty(v) and not (k == "role" and v == "assistant")} \
+            if isinstance(delta, dict) else {}
         if filled:
             raise QuirkFound("stream.content-after-finish",
                              f"chunk {pos} carries {show(filled)} after the finish chunk {fpos}",
@@ -605,7 +613,7 @@ def usage_chunk_last_and_consistent(ex: Exchange) -> None:
     view = _complete(ex, status_owner=USAGE_OWNER)
     found = _usage_chunk(view)
     if found is None:
-        raise Blocked("no chunk with choices [] carries usage", USAGE_OWNER, ex)
+        raise Blocked("no chunk carries a usage object", USAGE_OWNER, ex)
     chunks = _object_chunks(view)
     pos, obj = found
     if pos != len(chunks) - 1:
@@ -626,13 +634,64 @@ def usage_only_on_usage_chunk(ex: Exchange) -> None:
     view = _complete(ex, status_owner=USAGE_OWNER)
     found = _usage_chunk(view)
     if found is None:
-        raise Blocked("no chunk with choices [] carries usage", USAGE_OWNER, ex)
+        raise Blocked("no chunk carries a usage object", USAGE_OWNER, ex)
     chunks = _object_chunks(view)
     for pos, obj in enumerate(view.objects):
         if pos != found[0] and obj.get("usage") is not None:
             raise QuirkFound("stream.usage-repeated",
                              f"chunk {pos} also carries usage {show(obj.get('usage'))}",
                              ex, evidence(ex, _line(chunks[pos], pos), _line(chunks[found[0]], found[0])))
+
+
+@check("stream.usage-extensions", rule="RESP-4", probes=["stream.usage"],
+       quirks=["stream.usage-extra-keys", "stream.usage-details-incomplete"], applies=_is_stream, requires=SOK)
+def stream_usage_has_openai_keys_only(ex: Exchange) -> None:
+    """A streamed usage object carries only OpenAI's keys, and its `*_tokens_details` all of OpenAI's keys.
+    Any chunk's usage is judged, whether or not the chunk also carries a choice."""
+    view = _view(ex, allow_failure=True)
+    found = _usage_chunk(view)
+    if found is None:
+        raise NotApplicable("no chunk carries a usage object")
+    pos, obj = found
+    chunks = _object_chunks(view)
+    raise_all(usage_quirks(obj["usage"], "stream.usage-extra-keys", "stream.usage-details-incomplete", ex,
+                           evidence(ex, _line(chunks[pos], pos))))
+
+
+@check("stream.openai-fields", rule="RESP-5", probes=["stream.basic"],
+       quirks=["stream.system-fingerprint-absent", "stream.service-tier-absent"], applies=_is_stream, requires=SOK)
+def stream_openai_optional_fields_present(ex: Exchange) -> None:
+    """Chunks carry `system_fingerprint` and `service_tier`, as OpenAI's do (absence breaks no rule)."""
+    chunks = [c for _, c in _chunks(_view(ex, allow_failure=True), ex) if not _is_error(c.obj)]
+    if not chunks:
+        raise Blocked("no chunk before [DONE]", STREAM_STATUS, ex)
+    found = [QuirkFound(quirk, f"none of {len(chunks)} chunks has a `{key}` key", ex,
+                        evidence(ex, _line(chunks[0], 0)))
+             for key, quirk in (("system_fingerprint", "stream.system-fingerprint-absent"),
+                                ("service_tier", "stream.service-tier-absent"))
+             if not any(key in c.obj for c in chunks)]
+    raise_all(found)
+
+
+@check("stream.empty-deltas", rule="STREAM-7", probes=["stream.basic"], quirks=["stream.empty-delta"],
+       applies=_is_stream, requires=SOK)
+def no_empty_deltas(ex: Exchange) -> None:
+    """Every chunk of choice 0 between the role chunk and the finish chunk carries something (no empty content)."""
+    view = _complete(ex)
+    chunks = _object_chunks(view)
+    entries = view.choice_entries(0)
+    empty = []
+    for n, (pos, ch) in enumerate(entries):
+        delta = ch.get("delta")
+        if n == 0 or ch.get("finish_reason") is not None or not isinstance(delta, dict):
+            continue
+        filled = {k: v for k, v in delta.items() if not _empty(v) and k != "role"}
+        if not filled and not ch.get("logprobs"):
+            empty.append(pos)
+    if empty:
+        pos = empty[0]
+        raise QuirkFound("stream.empty-delta", f"{len(empty)} chunk(s) of choice 0 carry an empty delta, first "
+                                               f"chunk {pos}", ex, evidence(ex, _line(chunks[pos], pos)))
 
 
 # -- streamed equals non-streamed -------------------------------------------------------------------
@@ -693,6 +752,11 @@ def extension_fields(ex: Exchange) -> list[Observation]:
         for key in c.obj:
             if key not in CHUNK_KEYS:
                 seen.setdefault(f"extension.chunk.{key}", c.obj[key])
+        usage = c.obj.get("usage")
+        if isinstance(usage, dict):
+            for key in usage:
+                if key not in USAGE_KEYS:
+                    seen.setdefault(f"extension.usage.{key}", usage[key])
         for ch in c.choices():
             for key in ch:
                 if key not in CHOICE_KEYS:

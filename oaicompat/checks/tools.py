@@ -17,7 +17,7 @@ import re
 from typing import Any, Sequence
 
 from ..exchange import Exchange
-from .base import (Blocked, Observation, QuirkFound, check, clip, compact, error_shape, evidence, is_int,
+from .base import (Blocked, Observation, QuirkFound, check, raise_all, clip, compact, error_shape, evidence, is_int,
                    parse_json, schema_error)
 from .common import require_200_object
 from .tool_calls import (ARGS_VALID, FINISH, IN_CONTENT, NAMED_ACCEPTED, NAMED_CALLED, NONE_CHECK, PARALLEL_CALLED,
@@ -495,24 +495,51 @@ def delta_first_complete(*exchanges: Exchange) -> None:
                                  f"{', '.join(missing)}", s.ex, stream_lines(s.ex, first))
 
 
-@check("tools.delta-no-repeat", rule="TOOLS-DELTA-3", probes=STREAM_PROBES, quirks=["tools.delta-repeats-id-name"],
+@check("tools.delta-no-repeat", rule="TOOLS-DELTA-3", probes=STREAM_PROBES,
+       quirks=["tools.delta-repeats-id-name", "tools.delta-continuation-extras"],
        needs=("tools", "streaming"), applies=streamed_tools, requires=STREAMED_CALLS)
-def delta_no_repeat(*exchanges: Exchange) -> list[Observation]:
-    """Later deltas of a call do not repeat `id` or `function.name` (openai-python's helper concatenates them)."""
-    notes = []
+def delta_no_repeat(*exchanges: Exchange) -> None:
+    """Later deltas of a call do not repeat `id` or `function.name` (openai-python's helper concatenates them),
+    nor carry `type`, a role or `content: null` beside the argument fragment (OpenAI's continuations do not)."""
+    found: list[QuirkFound] = []
     for s in streams_with_calls(exchanges):
         for index, entries in s.by_index().items():
             later = entries[1:]
-            if any(e.value.get("type") is not None for e in later):
-                notes.append(Observation("type-repeated", f"call {index}: later deltas repeat type (harmless)"))
             for key, get in (("id", lambda e: e.value.get("id")), ("function.name", lambda e: e.function.get("name"))):
                 repeats = [e for e in later if nonempty_str(get(e))]
                 if repeats:
                     joined = "".join(v for v in (get(e) for e in entries) if isinstance(v, str))
-                    raise QuirkFound("tools.delta-repeats-id-name", f"call {index}: {len(repeats)} later delta(s) "
-                                     f"repeat {key}; openai-python's stream helper accumulates {key} "
-                                     f"{clip(joined, 80)!r}", s.ex, stream_lines(s.ex, entries[0], repeats[0]))
-    return notes
+                    found.append(QuirkFound("tools.delta-repeats-id-name", f"call {index}: {len(repeats)} later "
+                                            f"delta(s) repeat {key}; openai-python's stream helper accumulates {key} "
+                                            f"{clip(joined, 80)!r}", s.ex, stream_lines(s.ex, entries[0], repeats[0])))
+                    break
+            extras = [(e, x) for e in later if (x := _continuation_extras(e))]
+            if extras:
+                e, what = extras[0]
+                found.append(QuirkFound("tools.delta-continuation-extras",
+                                        f"call {index}: {len(extras)} continuation delta(s) also carry "
+                                        f"{', '.join(what)}", s.ex, stream_lines(s.ex, entries[0], e)))
+    raise_all(list({f.quirk: f for f in reversed(found)}.values())[::-1])
+
+
+def _continuation_extras(entry: Any) -> list[str]:
+    """What a continuation delta carries beyond index and function.arguments: type, role, content: null."""
+    out = ["type"] if isinstance(entry.value, dict) and "type" in entry.value else []
+    try:
+        obj = json.loads(entry.event.data)
+    except (ValueError, RecursionError):
+        return out
+    choices = obj.get("choices") if isinstance(obj, dict) else None
+    for ch in choices if isinstance(choices, list) else []:
+        delta = ch.get("delta") if isinstance(ch, dict) else None
+        calls = delta.get("tool_calls") if isinstance(delta, dict) else None
+        if isinstance(delta, dict) and isinstance(calls, list) and entry.value in calls:
+            if "role" in delta:
+                out.append(f"role {delta['role']!r}")
+            if "content" in delta and delta["content"] is None:
+                out.append("content: null")
+            break
+    return out
 
 
 @check("tools.delta-arguments-string", rule="TOOLS-DELTA-4", probes=STREAM_PROBES,
