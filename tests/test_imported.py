@@ -641,3 +641,37 @@ def test_exchange_view_drops_stale_encoding_headers_and_distrusts_placeholders(s
     assert item.exchange.meta["untrusted_headers"] == ["content-encoding", "content-length", "x-region"]
     stored = yaml.safe_load(next(out.rglob("c.yaml")).read_text())["interactions"][0]["response"]["headers"]
     assert ["Content-Encoding", "gzip"] in stored          # the stored file keeps what the source holds
+
+
+def test_every_exchange_gets_a_decision_from_every_check(source_repo, tmp_path: Path):
+    """Issue 16: no silent drop. Each (exchange, check) pair is in a record of its own or named in the lines
+    of a grouped "not-applicable" / "unsupported" record."""
+    tools_req = {**BASIC, "stream": True, "tools": TOOLS, "tool_choice": "required"}
+    stream_body = ('data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,'
+                   '"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_1","type":'
+                   '"function","function":{"name":"f","arguments":"{}"}}]},"finish_reason":null}]}\n\n'
+                   'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,'
+                   '"delta":{},"finish_reason":"tool_calls"}]}\n\ndata: [DONE]\n\n')
+    p = source_repo.add("c.yaml", vcrpy_doc(
+        vcrpy_interaction(BASIC, CHAT_OK),
+        vcrpy_interaction(tools_req, stream_body, resp_headers={"Content-Type": ["text/event-stream"]}),
+        vcrpy_interaction(BASIC, {"code": 400, "message": "bad"}, status=400)))
+    sha = source_repo.commit()
+    out = tmp_path / "out"
+    assert run_import([p], sha, out) == 0
+    run = ev.run_evidence(None, out)
+    every = {f"groq/someone-project/c.yaml#{i}" for i in range(3)}
+    covered: dict[str, set[str]] = {}
+    for r in run.records:
+        got = covered.setdefault(r["check"], set())
+        got.update("/".join(e["imported_file"].split("/")[-3:]) for e in r["evidence"] if e.get("imported_file"))
+        got.update("/".join(line.removeprefix("exchange ").split("/")[-3:]) for line in r["lines"]
+                   if line.startswith("exchange "))
+    assert set(covered) == set(ev._registered_checks())
+    assert all(got >= every for got in covered.values()), {c: every - g for c, g in covered.items() if not g >= every}
+    judged = {r["check"] for r in run.records if r["outcome"] not in ("not-applicable", "unsupported")
+              and any(e.get("imported_file", "").endswith("#1") for e in r["evidence"])}
+    # the streamed tool-call exchange is judged by the single-exchange forms of the tool-call rules
+    assert {"tools.delta-index", "tools.finish-reason", "tools.delta-first-complete"} <= judged
+    flat = [r for r in run.records if r["check"] == "errors.envelope" and r["outcome"] == "unexpected-quirk"]
+    assert flat and flat[0]["quirks"] == ["errors.non-openai-shape"]

@@ -18,7 +18,7 @@ from ..transport import RequestSpec
 from .base import (Blocked, Observation, ProbeContext, QuirkFound, body_line, check, clip, compact, evidence,
                    probe, raise_all, request_line, status_line)
 from .common import error_message, guard_basic, json_body
-from .requires import ANY_REPLY, REJECTED
+from .requires import ANY_OK, ANY_REPLY, REJECTED
 
 UNKNOWN_MODEL = "oaicompat-no-such-model"
 INVALID_ROLE = "oaicompat-invalid-role"
@@ -403,14 +403,14 @@ def request_id_headers(*exs: Exchange) -> list[Observation]:
     return out
 
 
-@check("errors.rate-limit-headers", rule="HDR-2", probes=["chat.basic"], kind="info")
+@check("errors.rate-limit-headers", rule="HDR-2", probes=["chat.basic"], kind="info", requires=ANY_OK)
 def rate_limit_headers(ex: Exchange) -> list[Observation]:
     """Rate-limit headers on a successful reply (x-ratelimit-* and vendor variants)."""
     found = {k.lower(): clip(v, 120) for k, v in ex.headers if _RATE_HEADER.search(k)}
     return [Observation("rate-limit-headers", found or None)]
 
 
-@check("errors.rate-limit-values", rule="HDR-3", probes=["chat.basic"], quirks=["errors.rate-limit-headers-malformed"])
+@check("errors.rate-limit-values", rule="HDR-3", probes=["chat.basic"], quirks=["errors.rate-limit-headers-malformed"], requires=ANY_OK)
 def rate_limit_values(ex: Exchange) -> list[Observation]:
     """x-ratelimit-* headers, when sent, hold non-negative integers (remaining ≤ limit) and durations."""
     if ex.status is None:

@@ -309,3 +309,5 @@ ANY_CALLS = replace(ANY_CHAT, status="2xx", tools=True, tool_calls=True)   # str
 STREAMED_CALLS = replace(SOK, tools=True, tool_calls=True)                   # streamed, the deltas call one
 REJECTED = Requires(status="error")                     # any request answered 4xx or 5xx
 ANY_REPLY = Requires()                                  # any exchange
+OK_JSON_OBJECT = replace(OK_TEXT, response_format="json_object")   # … with response_format json_object
+ANY_OK = Requires(status="2xx")                         # any request answered 2xx (headers of a success)

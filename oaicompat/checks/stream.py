@@ -680,14 +680,16 @@ def no_empty_deltas(ex: Exchange) -> None:
     view = _complete(ex)
     chunks = _object_chunks(view)
     entries = view.choice_entries(0)
-    empty = []
-    for n, (pos, ch) in enumerate(entries):
+    if not entries:
+        raise Blocked("no chunk carries choice 0", FINISH_OWNER, ex)
+    first = entries[0][0]
+    carried: dict[int, bool] = {}          # chunk position → does any of its choice-0 entries carry something
+    for pos, ch in entries:
         delta = ch.get("delta")
-        if n == 0 or ch.get("finish_reason") is not None or not isinstance(delta, dict):
-            continue
-        filled = {k: v for k, v in delta.items() if not _empty(v) and k != "role"}
-        if not filled and not ch.get("logprobs"):
-            empty.append(pos)
+        filled = not isinstance(delta, dict) or any(not _empty(v) and k != "role" for k, v in delta.items())
+        carried[pos] = carried.get(pos, False) or filled or ch.get("finish_reason") is not None \
+            or bool(ch.get("logprobs"))
+    empty = [pos for pos, full in carried.items() if pos != first and not full]
     if empty:
         pos = empty[0]
         raise QuirkFound("stream.empty-delta", f"{len(empty)} chunk(s) of choice 0 carry an empty delta, first "

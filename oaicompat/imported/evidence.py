@@ -1,33 +1,42 @@
 """Run the registered checks over imported third-party recordings (evidence level "third-party").
 
-A check runs on an imported exchange only when all of these hold (`inapplicable_reason` says which failed):
+Every check is offered every imported exchange. It runs on one when all of these hold (`inapplicable_reason`
+says which failed, naming the missing property):
 
 1. the exchange is not excluded (the source's recorder rewrote a body, see store.py);
-2. the check has exactly one probe: a check comparing several exchanges cannot run on one recording;
+2. the check can judge one exchange (`spec.accepts_one`: a single probe, or a check that takes any number of
+   exchanges, `*exchanges`); a pair check (streamed vs non-streamed, parallel vs named…) cannot;
 3. `spec.applicable_to(ex)` holds: its `applies(request)` predicate, and `framing=True` checks need raw
    chunk boundaries, which no imported recording has (every one is framing "joined");
 4. the reply is not one the harness would have retried (429, 408, 409, 502, 503, 504, 529);
-5. the recording could have been the probe's request. The probe's RequestSpec is built with a
-   ProbeContext for the vendor and compared with the imported request on
-   - method, path, body kind (none / JSON object / other) and `stream`;
-   - credentials: a 401/403 (or a 400 that blames the key) proves the key was rejected, so such a
-     recording only stands for probes that send a wrong key, and the others only for a valid key;
-   - every request feature: stream_options.include_usage, tools present, tool_choice, strict tools,
-     response_format type, image / audio / other content-part types, tool results in the history, n,
-     logprobs, prompt size. include_usage is left to the check's own applies() when it declares one
-     (it only adds a final usage chunk);
-   - the probe's own parameters (what it sets beyond the chat.basic baseline, or names as its subject in
-     ctx.chat): stop, max_tokens of a cap probe, logprobs, an unknown model… must be equal;
-   - the recording sends no field beyond the probe's and a benign list (temperature, max_tokens, seed…):
-     reasoning_effort, thinking, vendor options may change the reply;
-   - a capability check (kind "capability": the model must cooperate) needs the probe's own prompt;
-6. the vendor does not declare a `needs` feature unsupported (then the outcome is "unsupported").
+5. the exchange has what the check needs: `unmet(requires, exchange)` (checks/requires.py) is empty. The
+   check's declared `requires=` is the authority (e.g. a delta-index rule needs "streamed, 2xx, the reply
+   carries tool calls"). A check that declares none gets needs derived from its one probe (`from_probe`):
+   method, path, body kind, `stream`, credentials (a 401/403, or a 400 that blames the key, stands only for
+   probes that send a wrong key), everything the probe asks for (tools with its tool_choice, strict tools,
+   a response_format, images, other part types, audio, tool results, n, logprobs, include_usage unless the
+   check's applies() settles it, a large prompt), no tool calls / logprobs / n > 1 in the reply when the
+   probe asks none, the probe's own parameters (what it sets beyond the chat.basic baseline, or names as
+   its subject in ctx.chat: stop, a cap's max_tokens, an unknown model…), no request field beyond the
+   probe's and a benign list (reasoning_effort, thinking, vendor options may change the reply), and for a
+   capability check (the model must cooperate) the probe's own prompt;
+6. the vendor does not declare a `needs` feature unsupported, unless the check observes any reply
+   (`spec.skip_when_unsupported` is False: where reasoning travels, extension fields); then the outcome is
+   "unsupported" for all the vendor's exchanges.
 
 While a check runs, the response headers it reads are traced; if it read one the source's recorder dropped
 or rewrote (or one oaicompat scrubbed, or a gzip Content-Encoding that no longer describes the decoded
 body), the outcome is "not-applicable" whatever the check said. Outcomes come from
 oaicompat.outcomes.decide with the vendor's Provider, so providers.yaml expectations turn findings into
-expected-quirk. A vendor × check with no applicable recording gets one "not-applicable" record saying why.
+expected-quirk.
+
+Records: every (exchange, check) pair gets a decision, never a silent drop. A check that ran gives one record
+per exchange (test `imported::<vendor>/<source>/<file>#<n>::<check>`). The exchanges a check did not run on
+are grouped: one "not-applicable" record per (vendor, check, reason), test
+`imported::<vendor>::<check>::not-applicable-<k>`, model "(imported)", message "not applicable to N of M
+imported exchange(s): <reason>", and `lines` naming each exchange as "exchange <vendor>/<source>/<file>#<n>";
+an "unsupported" vendor × check is one such record listing all its exchanges. Record fields are those of
+results.make_record, so the report and `validate --evidence` read them unchanged.
 """
 
 from __future__ import annotations
