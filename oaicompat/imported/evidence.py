@@ -418,7 +418,7 @@ def _reason_key(reason: str) -> str:
     return reason[:400]
 
 
-def _aggregate_record(spec: CheckSpec, provider: Provider, outcome: Outcome, refs: list[str] = (),  # type: ignore[assignment]
+def _aggregate_record(spec: CheckSpec, provider: Provider, outcome: Outcome, refs: Iterable[str] = (),
                       suffix: str = "") -> dict[str, Any]:
     record = make_record(test=f"imported::{provider.name}::{spec.id}{suffix}", spec=spec, provider=provider,
                          model="(imported)", outcome=outcome, exchanges=[])
