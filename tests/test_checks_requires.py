@@ -105,3 +105,15 @@ def test_single_exchange_forms_and_observers_are_declared_on_the_spec():
     assert not checks["tools.stream-matches"].accepts_one               # the pair form stays a pair
     assert not checks["reasoning.message-field"].skip_when_unsupported  # observes any reply
     assert checks["reasoning.tokens"].skip_when_unsupported
+
+
+def test_every_check_says_how_one_exchange_qualifies():
+    """A check judges one exchange through declared needs, or through needs derived from its one probe; a
+    check written over *exchanges always declares them (else the runner could not tell which exchange fits)."""
+    import oaicompat.checks  # noqa: F401
+    for cid, spec in base.CHECKS.items():
+        if spec.accepts_one and len(spec.probes) > 1:
+            assert spec.requires is not None, f"{cid} takes any number of exchanges but declares no requires="
+        if spec.requires is not None:
+            assert spec.accepts_one, f"{cid} declares requires= but compares a fixed pair of exchanges"
+            assert spec.requires.prompt is None or spec.kind == "capability", cid

@@ -311,3 +311,4 @@ REJECTED = Requires(status="error")                     # any request answered 4
 ANY_REPLY = Requires()                                  # any exchange
 OK_JSON_OBJECT = replace(OK_TEXT, response_format="json_object")   # … with response_format json_object
 ANY_OK = Requires(status="2xx")                         # any request answered 2xx (headers of a success)
+OK_LOGPROBS = replace(OK, logprobs=True)                # a non-streamed 2xx reply to a request asking logprobs
