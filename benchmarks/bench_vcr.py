@@ -8,8 +8,8 @@ committed; bodies are joined (vcrpy keeps no chunk boundaries or arrival times).
 with the same durations plugin (benchmarks/_durations.py: setup + call + teardown per test), one ``async def``
 test per cassette and repetition (``REPEAT`` repetitions), each sending the cassette's requests and reading
 the whole response:
-  - oaicompat: ``ProbeSession`` in replay mode (what the plugin does for a check: load the cassette, replay
-    through respx, build the Exchange with the recorded arrival times),
+  - oaicompat: ``ProbeSession`` in replay mode (what oaicompat.runner.evaluate sends a check's probes through:
+    load the cassette, replay through an httpx.MockTransport serving it, restore the recorded arrival times),
   - vcrpy: ``@pytest.mark.vcr`` (pytest-recording, record mode none, matching method, URL and body) around an
     httpx.AsyncClient.
 vcrpy and pytest-recording live in their own venv (``$OAICOMPAT_CACHE/bench/vcr-venv``, made on the first run
@@ -99,6 +99,7 @@ OURS = '''
 from pathlib import Path
 import pytest
 from oaicompat.config import load_providers
+from oaicompat.run_mode import REPLAY
 from oaicompat.scrub import Scrubber
 from oaicompat.session import LiveMemo, ProbeSession
 from oaicompat.transport import RequestSpec
@@ -112,9 +113,8 @@ CONFIG = load_providers(Path({providers!r}), env={{}})
 async def test_replay(case, rep):
     name, path, requests = CASES[case]
     provider = CONFIG.get(name)
-    session = ProbeSession(provider=provider, model=provider.model, path=Path(path), mode="none", live_only=False,
-                           api_key=None, scrubber=Scrubber.from_env([], {{}}), memo=LiveMemo(), test_id="bench",
-                           rerecord="-")
+    session = ProbeSession(provider=provider, model=provider.model, path=Path(path), mode=REPLAY, api_key=None,
+                           scrubber=Scrubber.from_env([], {{}}), memo=LiveMemo(), test_id="bench", rerecord="-")
     session.prepare()
     async with session:
         for method, rel, body in requests:

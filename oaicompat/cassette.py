@@ -11,15 +11,17 @@ Format (version 1), readable on a code host:
         elapsed: seconds
 
 Bodies keep their original chunk boundaries and arrival times. Writes are atomic and verified: the
-file is re-read and must give back the same bytes before it replaces the old one.
+file is re-read and must give back the same bytes before it replaces the old one. Reads are strict: every field
+is checked (oaicompat.cassette_schema) and anything else is a CassetteError naming the file and the field. A
+parsed cassette is kept in a cache under the user's cache directory (see `_cache_get`), never used for writes.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
-import tempfile
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -30,35 +32,23 @@ import httpx
 import yaml
 
 from . import __version__
+from .cassette_schema import FORMAT_VERSION, check_document
 from .errors import CassetteError, CassetteMiss
 from .exchange import Attempt, Chunk, Exchange, Request, TransportFailure
+from .fileio import atomic_write_bytes, atomic_write_text, dump_yaml, remove_stale_temps, yaml_loader
 from .paths import shown_path
 from .scrub import Scrubber
-from .transport import RECORDED_ATTRIBUTE, RECORDED_EXTENSION
 
-FORMAT_VERSION = 1
+# the recorded metadata of a replayed interaction: on the response (httpx extension), or on the exception a
+# replayed "no response" raises; the session reads it back (oaicompat.session)
+RECORDED_EXTENSION = "oaicompat_recorded"
+RECORDED_ATTRIBUTE = "oaicompat_recorded"
+
 _SKIP_REPLAY_HEADERS = frozenset({"content-length", "transfer-encoding", "content-encoding"})
-
-try:  # the C loader/dumper are an order of magnitude faster; fall back when libyaml is absent
-    _Loader: type = yaml.CSafeLoader
-    _BaseDumper: type = yaml.CSafeDumper
-except AttributeError:  # pragma: no cover
-    _Loader = yaml.SafeLoader
-    _BaseDumper = yaml.SafeDumper
-
-
-class _Dumper(_BaseDumper):  # type: ignore[misc,valid-type]
-    pass
-
-
-def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    # literal blocks for multi-line text; YAML folds CR and some Unicode breaks, so those stay quoted
-    if "\n" in value and not any(c in value for c in "\r\x85\u2028\u2029\t") and not value.startswith(" "):
-        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value)
-
-
-_Dumper.add_representer(str, _str_representer)
+CACHE_ENV = "OAICOMPAT_CACHE"       # the cache root, as for the local servers; default ~/.cache/oaicompat
+CACHE_FORMAT = 1                    # bump when the cached form or the format's checks change
+CACHE_ENTRIES = 5000                # at most this many cached cassettes (the repository has under a thousand)
+_swept: set[Path] = set()           # directories whose leftover temp files this process removed
 
 
 # -- canonical request key ------------------------------------------------------------------------
@@ -145,34 +135,41 @@ class Cassette:
 
     @classmethod
     def load(cls, path: Path) -> "Cassette":
+        """Read and check a cassette; a copy of its parsed form in the cassette cache spares parsing it again."""
         try:
-            text = path.read_text(encoding="utf-8")
+            raw = path.read_bytes()
         except OSError as exc:
-            raise CassetteError(f"cannot read cassette {path}: {exc.strerror}") from None
+            raise CassetteError(f"cannot read cassette {shown_path(path)}: {exc.strerror}") from None
+        digest = hashlib.sha256(raw).hexdigest()
+        data = _cache_get(digest)
+        if data is not None:
+            try:
+                header, interactions = check_document(data, shown_path(path))
+                return cls(path=path, header=header, interactions=interactions)
+            except CassetteError:
+                pass                 # a damaged cache entry: read the YAML, which says what is wrong if anything
+        try:
+            text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise CassetteError(f"cassette {path} is not UTF-8 text; re-record it") from None
-        return cls.parse(text, path)
+            raise CassetteError(f"cassette {shown_path(path)} is not UTF-8 text; re-record it") from None
+        cassette = cls.parse(text, path)
+        _cache_put(digest, {"oaicompat_cassette": FORMAT_VERSION, **cassette.header,
+                            "interactions": cassette.interactions})
+        return cassette
 
     @classmethod
     def parse(cls, text: str, path: Path) -> "Cassette":
+        """Parse and check cassette text (never cached); CassetteError names the file and the bad field."""
         try:
-            data = yaml.load(text, Loader=_Loader)
+            data = yaml.load(text, Loader=yaml_loader())
         except yaml.YAMLError as exc:
-            raise CassetteError(f"cassette {path} is not valid YAML (truncated or edited?): {exc}; "
+            raise CassetteError(f"cassette {shown_path(path)} is not valid YAML (truncated or edited?): {exc}; "
                                 f"re-record it with --record-mode=rewrite") from None
-        if not isinstance(data, dict) or data.get("oaicompat_cassette") != FORMAT_VERSION:
-            raise CassetteError(f"{path} is not an oaicompat cassette of format {FORMAT_VERSION}; re-record it")
-        interactions = data.get("interactions")
-        if not isinstance(interactions, list):
-            raise CassetteError(f"cassette {path} has no 'interactions' list; re-record it")
-        header = {k: v for k, v in data.items() if k != "interactions"}
-        cassette = cls(path=path, header=header, interactions=interactions)
-        for i, inter in enumerate(interactions):
-            try:
-                interaction_to_exchange(inter)
-            except CassetteError as exc:
-                raise CassetteError(f"cassette {path}, interaction {i}: {exc}") from None
-        return cassette
+        except RecursionError:
+            raise CassetteError(f"cassette {shown_path(path)} nests too deeply to be a cassette; re-record it") \
+                from None
+        header, interactions = check_document(data, shown_path(path))
+        return cls(path=path, header=header, interactions=interactions)
 
     def exchanges(self) -> list[Exchange]:
         meta = {"cassette": shown_path(self.path), "recorded_at": self.header.get("recorded_at")}
@@ -180,8 +177,7 @@ class Cassette:
 
     def dump(self, scrubber: Scrubber) -> str:
         doc = {"oaicompat_cassette": FORMAT_VERSION, **self.header, "interactions": self.interactions}
-        text = yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100_000)
-        return scrubber.text(text)
+        return scrubber.text(dump_yaml(doc))
 
     def save(self, scrubber: Scrubber) -> None:
         """Atomic, verified write: the text must give back the same bytes, then temp file and os.replace."""
@@ -192,18 +188,81 @@ class Cassette:
             if scrubber.bytes_(b.body) != a.body or scrubber.bytes_(b.request.body) != a.request.body \
                     or [c.data for c in a.chunks] != [scrubber.bytes_(c.data) for c in b.chunks]:
                 raise CassetteError(f"refusing to write {self.path}: the YAML round trip changed the bytes")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o644)   # mkstemp makes 0600; cassettes are committed
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        if self.path.parent not in _swept:     # what a killed recording left beside the cassettes
+            remove_stale_temps(self.path.parent)
+            _swept.add(self.path.parent)
+        atomic_write_text(self.path, text, mode=0o644)   # cassettes are committed: readable by all
+
+
+# -- the parsed-cassette cache ---------------------------------------------------------------------------
+# Constructing Python objects from YAML costs far more than reading JSON, and replay reads every cassette on
+# every run. The cache keeps each cassette's parsed form as JSON under the user's cache directory, keyed by the
+# SHA-256 of the file's bytes (so an edit, a checkout or a re-recording is a miss). It is only read: a missing,
+# unreadable or damaged entry is ignored and rebuilt from the YAML, every entry is checked like the YAML is, and
+# writes never consult it. Set OAICOMPAT_CASSETTE_CACHE=0 to turn it off.
+
+def cache_dir() -> Path:
+    root = os.environ.get(CACHE_ENV)
+    return (Path(root).expanduser() if root else Path.home() / ".cache" / "oaicompat") / "cassette-cache"
+
+
+def _cache_on() -> bool:
+    return os.environ.get("OAICOMPAT_CASSETTE_CACHE", "1") not in ("0", "false", "no", "off")
+
+
+def _cache_path(digest: str) -> Path:
+    return cache_dir() / f"{digest}.json"
+
+
+def _cache_get(digest: str) -> dict[str, Any] | None:
+    """The cached document of the cassette whose bytes hash to `digest`, or None (absent, damaged, other format).
+
+    An entry is one JSON line naming the cassette's hash and the hash of the document that follows it."""
+    if not _cache_on():
+        return None
+    try:
+        head, _, body = _cache_path(digest).read_bytes().partition(b"\n")
+        entry = json.loads(head)
+        if not isinstance(entry, dict) or entry.get("cache") != CACHE_FORMAT or entry.get("sha256") != digest \
+                or entry.get("version") != __version__ \
+                or entry.get("document_sha256") != hashlib.sha256(body).hexdigest():
+            return None
+        document = json.loads(body)
+    except (OSError, ValueError, RecursionError):
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def _cache_put(digest: str, document: dict[str, Any]) -> None:
+    if not _cache_on():
+        return
+    try:
+        body = json.dumps(document, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+        if json.loads(body) != document:      # JSON cannot hold it exactly (a YAML date, an int key)
+            return
+        head = json.dumps({"cache": CACHE_FORMAT, "sha256": digest, "version": __version__,
+                           "document_sha256": hashlib.sha256(body).hexdigest()}).encode("ascii")
+        path = _cache_path(digest)
+        if path.parent not in _swept:
+            _swept.add(path.parent)
+            remove_stale_temps(path.parent)
+            _prune(path.parent)
+        atomic_write_bytes(path, head + b"\n" + body, fsync=False)
+    except (OSError, ValueError, TypeError, RecursionError):
+        return                   # no cache this time; the cassette itself was read fine
+
+
+def _prune(directory: Path, limit: int = CACHE_ENTRIES) -> None:
+    """Keep the cache to `limit` entries: past it, drop the oldest written down to three quarters of it."""
+    try:
+        entries = list(directory.glob("*.json"))
+        if len(entries) <= limit:
+            return
+        by_age = sorted(entries, key=lambda p: p.stat().st_mtime_ns)
+        for old in by_age[: len(entries) - limit * 3 // 4]:
+            old.unlink(missing_ok=True)
+    except OSError:
+        return          # another process pruned meanwhile; the next run prunes again
 
 
 def new_header(*, provider: str, model: str, test: str, record_mode: str,

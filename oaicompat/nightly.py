@@ -1,7 +1,7 @@
 """`oaicompat nightly`: the nightly matrix (.github/workflows/nightly.yml), run locally.
 
-    oaicompat nightly --providers llama-server,vllm --live --jobs 2 --previous old/results.json -o out
-    oaicompat nightly --providers deepseek --record-mode=all --replay-unconfigured --no-report -o out
+    oaicompat nightly --provider llama-server,vllm --live --jobs 2 --previous old/results.json -o out
+    oaicompat nightly --provider deepseek --record-mode=all --replay-unconfigured --no-report -o out
     oaicompat nightly --from-results shards/*.json --previous prev.json --evidence -o out   # merge only
     oaicompat nightly --matrix            # the hosted providers and their key variables, as JSON
     oaicompat nightly --servers-cache-key # a cache key for ~/.cache/oaicompat from the servers' versions
@@ -10,7 +10,7 @@ Steps:
  1. shards: one pytest subprocess per provider (`--jobs N` at a time), each writing OUTDIR/results-<p>.json and
     its log to OUTDIR/logs/<p>.log (the command line is the log's first line). Recording shards share the cassette directory: a provider's cassettes live
     under <cassette-dir>/<provider>/ and every write is atomic, so two shards never write the same file.
- 2. merge: `merge_results` (later wins per provider, model and check) → OUTDIR/results.json, validated against
+ 2. merge: `merge_documents` (later wins per provider, model and check) → OUTDIR/results.json, validated against
     fixtures/schemas/results.schema.json, with each provider's latency recomputed from the surviving records.
  3. diff against --previous (`oaicompat diff`: OUTDIR/diff.md and diff.html).
  4. report (`oaicompat report`) → OUTDIR/report/, with data/results.json beside it (what the next night
@@ -46,6 +46,8 @@ from .errors import OaicompatError, ResultsError
 from .latency import annotate_latency
 from .paths import CASSETTES, PROJECT_ROOT, PROVIDERS_FILE
 from .results import RESULTS_FORMAT, load_results, validate_results, write_json_atomic
+from .run import child_env
+from .run_mode import RECORD_MODES, RunMode
 
 SUITES = PROJECT_ROOT / "suites"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]", "0.0.0.0"}
@@ -54,7 +56,7 @@ FAILED_CHECKS = 1          # pytest: tests failed — quirks and violations, rep
 
 # -- merge (pure) ---------------------------------------------------------------------------------------
 
-def merge_results(docs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def merge_documents(docs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Several results documents as one (pure; the result is validated against the results schema).
 
     A later document's records for a (provider, model, check) replace every earlier record for that key; within
@@ -194,17 +196,13 @@ def _run_shard(shard: Shard, args: argparse.Namespace) -> Shard:
         log.write("+ " + " ".join(cmd) + "\n")
         log.flush()
         shard.rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   cwd=PROJECT_ROOT)
+                                   cwd=PROJECT_ROOT, env=child_env())
     shard.seconds = time.monotonic() - started
     return shard
 
 
 def _mode_args(args: argparse.Namespace) -> list[str]:
-    if args.live:
-        return ["--live"]
-    if args.record_mode and args.record_mode != "none":
-        return [f"--record-mode={args.record_mode}"]
-    return []
+    return RunMode.parse(args.record_mode, live=bool(args.live)).pytest_args()
 
 
 def _notice(message: str) -> None:
@@ -252,26 +250,29 @@ def _cli(*argv: str) -> list[str]:
 def _call(cmd: list[str]) -> int:
     print("+ " + " ".join(cmd), file=sys.stderr)
     sys.stdout.flush()
-    return subprocess.call(cmd, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL)
+    return subprocess.call(cmd, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, env=child_env())
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="oaicompat nightly", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--providers", action="append", default=[], metavar="A,B,C",
-                   help="providers to run (comma list, repeatable, or 'all'); default: every provider that has "
-                        "cassettes")
+    p.add_argument("--provider", action="append", default=[], metavar="A,B,C",
+                   help="providers to run (comma list, repeatable, or 'all'), as pytest --provider; default: every "
+                        "provider that has cassettes")
+    p.add_argument("--providers", action="append", dest="provider", help=argparse.SUPPRESS)  # old spelling
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--live", action="store_true", help="talk to the providers, write no cassette")
     mode.add_argument("--record-mode", default=None,
-                      choices=("none", "once", "new_episodes", "all", "rewrite"),
+                      choices=RECORD_MODES,
                       help="as pytest --record-mode (default none: replay the cassettes)")
     p.add_argument("--jobs", "-j", type=int, default=min(4, os.cpu_count() or 1),
                    help="shards run at once (default: min(4, CPUs))")
     p.add_argument("--previous", type=Path, default=None, metavar="OLD.json",
                    help="results to diff against (e.g. the last published data/results.json)")
-    p.add_argument("-o", "--output", type=Path, required=False, default=None, metavar="OUTDIR")
-    p.add_argument("--providers-file", type=Path, default=PROVIDERS_FILE)
+    p.add_argument("-o", "--output", type=Path, required=False, default=None, metavar="OUTDIR",
+                   help="where the shards' results and logs, the merge, the diff and the report go (required)")
+    p.add_argument("--providers-file", type=Path, default=PROVIDERS_FILE, metavar="providers.yaml",
+                   help="the providers file (default: the repository's providers.yaml)")
     p.add_argument("--cassette-dir", type=Path, default=None,
                    help="root of the cassettes (default: fixtures/cassettes)")
     p.add_argument("--suites", type=Path, action="append", default=None,
@@ -329,9 +330,9 @@ def main(argv: list[str]) -> int:
         paths = list(args.from_results)
     else:
         cassettes = Path(args.cassette_dir) if args.cassette_dir else CASSETTES
-        names = args.providers or [p for p in config.providers if (cassettes / p).is_dir()]
+        names = args.provider or [p for p in config.providers if (cassettes / p).is_dir()]
         if not names:
-            print(f"{prog}: no provider has cassettes under {cassettes}; name some with --providers", file=sys.stderr)
+            print(f"{prog}: no provider has cassettes under {cassettes}; name some with --provider", file=sys.stderr)
             return 2
         try:
             shards = plan_shards(config, names, args, env)
@@ -352,7 +353,7 @@ def main(argv: list[str]) -> int:
     merged_path = out / "results.json"
     try:
         docs = [load_results(p) for p in paths]
-        merged = merge_results(docs)
+        merged = merge_documents(docs)
     except OaicompatError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
@@ -383,7 +384,7 @@ def main(argv: list[str]) -> int:
                 inputs.append(str(imported))
         site = out / "report"
         inputs.append(str(merged_path))
-        if _call(_cli("report", *inputs, "--providers", str(args.providers_file), "-o", str(site))) != 0:
+        if _call(_cli("report", *inputs, "--providers-file", str(args.providers_file), "-o", str(site))) != 0:
             broken.append("report")
         else:
             data = site / "data"

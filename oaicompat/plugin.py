@@ -17,21 +17,24 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
 
 import pytest
 
 from . import checks as _checks  # noqa: F401  (registers every check and probe)
-from .checks.base import PROBES, CheckSpec, Finding, ProbeContext, spec_of
-from .config import Provider, ProvidersConfig, load_providers, runtime_environment
-from .errors import CassetteError, CassetteMiss, OaicompatError
+from .checks.base import spec_of
+from .config import ProvidersConfig, load_providers, runtime_environment
+from .errors import OaicompatError
 from .exchange import Exchange
-from .latency import annotate_latency
-from .outcomes import Outcome, decide
+from .outcomes import Outcome
 from .paths import CASSETTES, PROVIDERS_FILE
 from .results import ResultsLog, make_record
+from .run_mode import RECORD_MODES, RunMode
+from .run_summary import html_extra, terminal_summary, write_results
+from .runner import Evaluation, Target, evaluate
 from .scrub import Scrubber
-from .session import RECORD_MODES, LiveMemo, ProbeSession, cassette_path
+from .servers import pytest_hooks as servers
+from .session import LiveMemo, ProbeSession, cassette_path, credentials
 
 if TYPE_CHECKING:
     from .servers.for_run import RunServers
@@ -39,78 +42,81 @@ if TYPE_CHECKING:
 STASH = pytest.StashKey["OaicompatState"]()
 OUTCOME_KEY = pytest.StashKey[dict]()
 
-
-@dataclass(frozen=True)
-class Target:
-    provider: Provider
-    model: str
-
-    @property
-    def id(self) -> str:
-        return f"{self.provider.name}-{self.model}"
+__all__ = ["OaicompatState", "Target", "rerecord_command"]
 
 
 @dataclass
 class OaicompatState:
+    """What one pytest session holds: its options (read once at configure), the providers, the run's memo of
+    live exchanges and unreachable providers, and the results log."""
+
     pytest_config: pytest.Config
     env: dict[str, str]
-    _providers: ProvidersConfig | None = None
+    mode: RunMode
+    cassette_root: Path
+    providers_file: Path
+    provider_names: list[str]
+    model: str | None
     memo: LiveMemo = field(default_factory=LiveMemo)
     down: dict[str, str] = field(default_factory=dict)          # provider → why it is unavailable
     results: ResultsLog | None = None
     servers: RunServers | None = None    # started by --servers, stopped at unconfigure
-    # timed-out exchanges already acted on, by id (held here, so an id is never reused while it is a key)
-    restarted_after: dict[int, Exchange] = field(default_factory=dict)
+    watch: servers.HungServerWatch | None = None
+    loaded: ProvidersConfig | None = None
 
-    @property
-    def record_mode(self) -> str:
-        return self.pytest_config.getoption("oaicompat_record_mode")
-
-    @property
-    def live(self) -> bool:
-        return bool(self.pytest_config.getoption("oaicompat_live")) or self.record_mode != "none"
-
-    @property
-    def mode_name(self) -> str:
-        if self.pytest_config.getoption("oaicompat_live"):
-            return "live"
-        return "replay" if self.record_mode == "none" else f"record:{self.record_mode}"
-
-    @property
-    def cassette_root(self) -> Path:
-        opt = self.pytest_config.getoption("oaicompat_cassette_dir")
-        return Path(opt) if opt else CASSETTES
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> OaicompatState:
+        cassette_dir = config.getoption("oaicompat_cassette_dir")
+        state = cls(
+            pytest_config=config, env=runtime_environment(),
+            mode=RunMode.parse(config.getoption("oaicompat_record_mode"),
+                               live=bool(config.getoption("oaicompat_live"))),
+            cassette_root=Path(cassette_dir) if cassette_dir else CASSETTES,
+            providers_file=Path(config.getoption("oaicompat_providers_file") or PROVIDERS_FILE),
+            provider_names=list(config.getoption("oaicompat_provider") or []),
+            model=config.getoption("oaicompat_model"),
+        )
+        state.watch = servers.HungServerWatch(state.down, state.say)
+        return state
 
     @property
     def providers(self) -> ProvidersConfig:
-        if self._providers is None:
-            path = Path(self.pytest_config.getoption("oaicompat_providers_file") or PROVIDERS_FILE)
+        if self.loaded is None:
             try:
-                self._providers = load_providers(path, self.env)
+                self.loaded = load_providers(self.providers_file, self.env)
             except OaicompatError as exc:
                 raise pytest.UsageError(str(exc)) from None
-        return self._providers
+        return self.loaded
+
+    def use_environment(self, env: dict[str, str]) -> None:
+        """Add variables (the started servers' URLs and key; never written to disk) and read providers.yaml
+        again with them."""
+        self.env.update(env)
+        self.loaded = None
 
     def scrubber(self) -> Scrubber:
         return Scrubber.from_env(self.providers.key_variables(), self.env)
 
     def targets(self) -> list[Target]:
         cfg = self.providers
-        names: list[str] = self.pytest_config.getoption("oaicompat_provider") or []
         try:
-            if names:
-                chosen = cfg.select(names)
+            if self.provider_names:
+                chosen = cfg.select(self.provider_names)
             else:  # the offline default: every provider that has recordings
                 chosen = [p for p in cfg.providers.values() if (self.cassette_root / p.name).is_dir()]
-            model_opt = self.pytest_config.getoption("oaicompat_model")
-            return [Target(p, p.resolve_model(model_opt)) for p in chosen]
+            return [Target(p, p.resolve_model(self.model)) for p in chosen]
         except OaicompatError as exc:
             raise pytest.UsageError(str(exc)) from None
 
     def log(self) -> ResultsLog:
         if self.results is None:
-            self.results = ResultsLog(mode=self.mode_name)
+            self.results = ResultsLog(mode=self.mode.name)
         return self.results
+
+    def say(self, line: str) -> None:
+        reporter = self.pytest_config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(line)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -137,37 +143,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    state = OaicompatState(config, runtime_environment())
+    state = OaicompatState.from_config(config)
     config.stash[STASH] = state
-    if config.getoption("oaicompat_provider") or config.getoption("oaicompat_model"):
+    if state.provider_names or state.model:
         state.targets()   # an unknown provider or model is one usage error, before collection
     if config.getoption("oaicompat_servers"):
-        _start_servers(state)
-
-
-def _start_servers(state: OaicompatState) -> None:
-    from .servers.for_run import bring_up, server_names, servers_for
-
-    if not state.live:
-        raise pytest.UsageError("--servers starts servers for a live run: add --live or a --record-mode")
-    names = servers_for(t.provider.name for t in state.targets())
-    if not names:
-        raise pytest.UsageError("--servers: none of the chosen providers is a local server oaicompat starts; "
-                                f"name one with --provider ({', '.join(server_names())})")
-    try:
-        state.servers = bring_up(names)
-    except OaicompatError as exc:
-        raise pytest.UsageError(f"--servers: {exc}") from None
-    state.env.update(state.servers.env)   # the URLs and key providers.yaml reads; never written to disk
-    state._providers = None               # read providers.yaml again with the servers' URLs
+        state.servers = servers.start(state.mode.live, (t.provider.name for t in state.targets()))
+        state.use_environment(state.servers.env)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(STASH, None)
-    if state is not None and state.servers is not None:
-        from .servers.for_run import take_down
-
-        take_down(state.servers)
+    if state is not None:
+        servers.stop(state.servers)
         state.servers = None
 
 
@@ -188,100 +176,48 @@ def run_check(request: pytest.FixtureRequest, target: Target,
     """`await run_check(check_function)`: send the check's probes, run it, and pass/xfail/fail/skip."""
 
     async def run(fn: Callable[..., Any]) -> Outcome:
-        spec = spec_of(fn)
-        outcome, exchanges = await _evaluate(request, target, oaicompat_state, spec)
-        _record(request, target, oaicompat_state, spec, outcome, exchanges)
-        _act(outcome)
-        return outcome
+        session = probe_session(request, target, oaicompat_state)
+        evaluation = await evaluate(spec_of(fn), target, session, down=oaicompat_state.down,
+                                    after_send=_after_send(oaicompat_state, session))
+        _record(request, oaicompat_state, evaluation)
+        _act(evaluation.outcome)
+        return evaluation.outcome
 
     return run
 
 
-def rerecord_command(request: pytest.FixtureRequest, target: Target) -> str:
+def rerecord_command(request: pytest.FixtureRequest, target: Target, record_mode: str = "rewrite") -> str:
     return (f"pytest {shlex.quote(request.node.nodeid)} --provider={target.provider.name} "
-            f"--model={target.model} --record-mode=rewrite")
+            f"--model={target.model} --record-mode={record_mode}")
 
 
-async def _evaluate(request: pytest.FixtureRequest, target: Target, state: OaicompatState,
-                    spec: CheckSpec) -> tuple[Outcome, list[Exchange]]:
+def probe_session(request: pytest.FixtureRequest, target: Target, state: OaicompatState) -> ProbeSession:
+    """The test's session: its cassette path, the run mode, and the provider's credentials when it may send."""
     provider, model = target.provider, target.model
-    for need in spec.needs:
-        if not provider.supports_feature(need):
-            return Outcome("unsupported", f"unsupported (declared): {provider.name} does not support {need}"), []
     module = Path(str(request.node.fspath)).stem
     path = cassette_path(state.cassette_root, provider, model, module, request.node.originalname)
-    if not state.live and not path.exists():
-        return Outcome("not-recorded", f"not recorded: no cassette {path}; record it with: "
-                                       f"{rerecord_command(request, target).replace('rewrite', 'once')}"), []
-    api_key = None
-    if state.live and not (state.record_mode in ("none", "once") and path.exists()
-                           and not state.pytest_config.getoption("oaicompat_live")):
-        missing = list(provider.missing_vars)
-        api_key = provider.api_key(state.env)
-        if provider.api_key_env and not api_key:
-            missing.append(provider.api_key_env)
-        if missing:
-            return Outcome("not-configured", f"not configured: set {' and '.join(missing)}"), []
-        if provider.name in state.down:
-            return Outcome("unavailable", f"provider unavailable: {state.down[provider.name]}"), []
-    session = ProbeSession(
-        provider=provider, model=model, path=path, mode=state.record_mode,
-        live_only=bool(state.pytest_config.getoption("oaicompat_live")), api_key=api_key,
+    api_key, missing = None, ()
+    if state.mode.needs_credentials(cassette_exists=path.exists()):
+        api_key, missing = credentials(provider, state.env)
+    return ProbeSession(
+        provider=provider, model=model, path=path, mode=state.mode, api_key=api_key, missing=missing,
         scrubber=state.scrubber(), memo=state.memo, test_id=request.node.nodeid,
-        rerecord=rerecord_command(request, target),
+        rerecord=rerecord_command(request, target), record_hint=rerecord_command(request, target, "once"),
     )
-    exchanges: list[Exchange] = []
-    try:
-        session.prepare()
-        ctx = ProbeContext(provider, model)
-        async with session:
-            for name in spec.probes:
-                probe = PROBES[name]
-                exchanges.append(await session.send(probe.build(ctx), fresh=probe.fresh))
-    except (CassetteMiss, CassetteError) as exc:
-        return Outcome("error", str(exc)), exchanges
-    _restart_after_timeout(state, provider, api_key, exchanges)
-    for ex in exchanges:
-        if ex.source == "live" and ex.failure is not None and ex.failure.kind == "connect" and ex.status is None:
-            state.down[provider.name] = f"cannot connect to {provider.base_url}: {ex.failure.message}"
-            return Outcome("unavailable", f"provider unavailable: {state.down[provider.name]}"), exchanges
-    try:
-        observations = tuple(spec.run(*exchanges))
-        finding: BaseException | None = None
-    except Finding as found:
-        observations, finding = (), found
-    except Exception as exc:  # a harness bug, never a quirk
-        observations, finding = (), exc
-    return decide(spec, finding, provider, model, observations), exchanges
 
 
-def _restart_after_timeout(state: OaicompatState, provider: Provider, api_key: str | None,
-                           exchanges: list[Exchange]) -> None:
-    """A live request that timed out may leave a local server computing for minutes (and deaf to SIGTERM):
-    the servers whose spec says so are SIGKILLed by PID and restarted, once per timed-out request."""
-    timed_out = [ex for ex in exchanges if ex.source == "live" and ex.failure is not None
-                 and ex.failure.kind in ("timeout", "read-timeout") and id(ex) not in state.restarted_after]
-    if not timed_out or not api_key:
-        return
-    state.restarted_after.update((id(ex), ex) for ex in timed_out)
-    from .servers.for_run import restart_hung
-
-    try:
-        note = restart_hung(provider.name, api_key)
-    except OaicompatError as exc:
-        state.down[provider.name] = f"restart after a timeout failed: {exc}"
-        note = f"{provider.name}: {state.down[provider.name]}"
-    if note:
-        reporter = state.pytest_config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line(f"oaicompat: {note}")
+def _after_send(state: OaicompatState, session: ProbeSession) -> Callable[[Target, Sequence[Exchange]], None]:
+    def after(target: Target, exchanges: Sequence[Exchange]) -> None:
+        if state.watch is not None:
+            state.watch.after_send(target.provider.name, session.api_key, exchanges)
+    return after
 
 
-def _record(request: pytest.FixtureRequest, target: Target, state: OaicompatState, spec: CheckSpec,
-            outcome: Outcome, exchanges: list[Exchange]) -> None:
+def _record(request: pytest.FixtureRequest, state: OaicompatState, evaluation: Evaluation) -> None:
+    target = evaluation.target
     state.log().note_provider(target.provider, target.model)
-    record = make_record(test=request.node.nodeid, spec=spec, provider=target.provider, model=target.model,
-                         outcome=outcome, exchanges=exchanges)
+    record = make_record(test=request.node.nodeid, spec=evaluation.spec, provider=target.provider,
+                         model=target.model, outcome=evaluation.outcome, exchanges=list(evaluation.exchanges))
     state.log().records.append(record)
     request.node.stash[OUTCOME_KEY] = record
 
@@ -305,13 +241,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     target = session.config.getoption("oaicompat_results")
     if state.results is None and not target:
         return
-    log = state.log()
-    if state._providers is not None:
-        for t in _safe_targets(state):
-            log.note_provider(t.provider, t.model,
-                              recorded=(state.cassette_root / t.provider.name).is_dir())
-    annotate_latency(log.providers, log.records)
-    log.write(Path(target or "results.json"))
+    chosen = _safe_targets(state) if state.loaded is not None else []
+    write_results(state.log(), Path(target or "results.json"), chosen, state.cassette_root)
 
 
 def _safe_targets(state: OaicompatState) -> list[Target]:
@@ -323,21 +254,8 @@ def _safe_targets(state: OaicompatState) -> list[Target]:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     state = config.stash.get(STASH, None)
-    if state is None or state.results is None:
-        return
-    by_provider: dict[str, dict[str, int]] = {}
-    quirks: dict[str, set[str]] = {}
-    for r in state.results.records:
-        counts = by_provider.setdefault(r["provider"], {})
-        counts[r["outcome"]] = counts.get(r["outcome"], 0) + 1
-        if r["quirks"] and r["outcome"] in ("expected-quirk", "unexpected-quirk"):
-            quirks.setdefault(r["provider"], set()).update(r["quirks"])
-    terminalreporter.section("oaicompat")
-    for name, counts in sorted(by_provider.items()):
-        summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-        terminalreporter.write_line(f"{name}: {summary}")
-        if quirks.get(name):
-            terminalreporter.write_line(f"    quirks: {', '.join(sorted(quirks[name]))}")
+    if state is not None and state.results is not None:
+        terminal_summary(terminalreporter, state.results.records)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -351,9 +269,4 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]):  #
         from pytest_html import extras  # type: ignore[import-not-found]
     except ImportError:  # pragma: no cover
         return
-    from html import escape
-    lines = "\n".join(record.get("lines") or [e.get("body_head", "") for e in record["evidence"]][:1])
-    html = (f"<p><b>{escape(record['check'])}</b> — rule {escape(record['rule'])} — outcome "
-            f"{escape(record['outcome'])} {escape(' '.join(record['quirks']))}</p>"
-            f"<pre>{escape(record['message'])}\n{escape(lines)}</pre>")
-    report.extras = getattr(report, "extras", []) + [extras.html(html)]
+    report.extras = getattr(report, "extras", []) + [extras.html(html_extra(record))]

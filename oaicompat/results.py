@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import re
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,6 +17,7 @@ from .checks.base import CheckSpec, clip
 from .config import Provider
 from .errors import ResultsError
 from .exchange import Exchange
+from .fileio import atomic_write_text
 from .outcomes import Outcome
 from .paths import SCHEMAS
 from .timing import timing_of
@@ -98,8 +99,14 @@ class ResultsLog:
         }
 
     def write(self, path: Path) -> None:
+        """Validate and write the document. A record the schema refuses becomes an `error` record saying why, so
+        one bad record never costs the run its results file."""
         doc = self.document()
-        validate_results(doc, str(path))
+        try:
+            validate_results(doc, str(path))
+        except ResultsError:
+            doc["records"] = repaired_records(doc["records"], str(path))
+            validate_results(doc, str(path))
         write_json_atomic(path, doc)
 
 
@@ -108,17 +115,48 @@ def _now() -> str:
 
 
 def write_json_atomic(path: Path, doc: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=1, ensure_ascii=False)
-            fh.write("\n")
-        os.chmod(tmp, 0o644)   # mkstemp makes 0600; results are published
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """`doc` as indented JSON, atomically; a value JSON has no type for is written as its clipped repr."""
+    text = json.dumps(doc, indent=1, ensure_ascii=False, default=lambda value: clip(repr(value), 200))
+    atomic_write_text(path, text + "\n", mode=0o644)   # results are published
+
+
+_RECORD_TEXT = ("test", "check", "area", "rule", "title", "provider", "model")
+
+
+def _record_problems(records: list[Any]) -> dict[int, str]:
+    """Index of each record the results schema refuses → its first problem."""
+    schema = results_schema()
+    validator = jsonschema.Draft202012Validator({"$defs": schema["$defs"], "$ref": "#/$defs/record"})
+    problems: dict[int, str] = {}
+    for i, rec in enumerate(records):
+        error = next(iter(validator.iter_errors(rec)), None)
+        if error is not None:
+            where = "/".join(map(str, error.absolute_path)) or "the record"
+            problems[i] = f"{where}: {clip(error.message, 200)}"
+    return problems
+
+
+def error_record(rec: Any, problem: str) -> dict[str, Any]:
+    """An `error` record standing for a record that cannot be written as it is (what can be kept of it is)."""
+    old = rec if isinstance(rec, dict) else {}
+    fixed: dict[str, Any] = {key: old[key] if isinstance(old.get(key), str) else "?" for key in _RECORD_TEXT}
+    if not re.fullmatch(r"[a-z0-9-]+\.[a-z0-9.-]+", fixed["check"]):
+        fixed["check"] = "results.unwritable-record"
+    fixed.update(kind=old.get("kind") if old.get("kind") in ("protocol", "capability", "info") else "protocol",
+                 outcome="error", quirks=[], evidence=[],
+                 message=f"this check's record could not be written as it was ({problem}); "
+                         f"the outcome is lost: re-run the check and report the problem with this message",
+                 lines=[clip(old["message"], 500)] if isinstance(old.get("message"), str) else [])
+    return fixed
+
+
+def repaired_records(records: list[Any], name: str) -> list[Any]:
+    """`records` with each one the results schema refuses replaced by its `error_record` (warned on stderr)."""
+    problems = _record_problems(records)
+    for i, problem in problems.items():
+        print(f"oaicompat: {name}: record {i} is not valid ({problem}); written as an error record",
+              file=sys.stderr)
+    return [error_record(rec, problems[i]) if i in problems else rec for i, rec in enumerate(records)]
 
 
 def results_schema() -> dict[str, Any]:

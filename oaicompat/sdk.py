@@ -8,8 +8,8 @@ request was) and reports what the SDK made of the bytes. With `helper=True` it r
 string fields (a `role` sent on every chunk becomes "assistantassistant…").
 
 So "breaks openai-python" is measured, not guessed. Nothing is sent anywhere: the transport never
-opens a socket. `openai` is imported lazily; without it `SDKUnavailable` is raised (install the
-test extra: pip install -e '.[test]'). This module imports only `oaicompat.exchange` (and httpx).
+opens a socket. `openai` is imported lazily; without it `SDKUnavailable` is raised (it is a main
+dependency of oaicompat: pip install -e . installs it). This module imports only `oaicompat.exchange` (and httpx).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import httpx
 
 from .exchange import Exchange
 
-__all__ = ["INSTALL_HINT", "SDKResult", "SDKUnavailable", "ErrorKind", "replay_through_openai"]
+__all__ = ["INSTALL_HINT", "SDKResult", "SDKUnavailable", "ErrorKind", "load_openai", "replay_through_openai"]
 
-INSTALL_HINT = "pip install -e '.[test]'"
+INSTALL_HINT = "pip install -e . (openai is one of oaicompat's dependencies)"
 BASE_URL = "http://sdk.invalid/v1"
 MAX_MESSAGE = 300
 
@@ -139,13 +139,20 @@ def _choice0(choices: Any) -> Any:
     return choices[0] if isinstance(choices, list) and choices else None
 
 
-def replay_through_openai(ex: Exchange, *, helper: bool = False) -> SDKResult:
-    """Feed the recorded response to openai-python; never raises except SDKUnavailable."""
+def load_openai() -> Any:
+    """The openai module, imported on the first SDK check and never before (the import costs seconds, so only
+    the SDK checks pay it, never the replay of other checks; later calls find it in sys.modules);
+    SDKUnavailable when it is not installed."""
     try:
         import openai
     except ImportError as exc:
         raise SDKUnavailable(exc) from None
+    return openai
 
+
+def replay_through_openai(ex: Exchange, *, helper: bool = False) -> SDKResult:
+    """Feed the recorded response to openai-python; never raises except SDKUnavailable."""
+    openai = load_openai()
     stream = ex.request.stream
     sent: list[bool] = []
     state: dict[str, Any] = {"text": None, "finish": None, "role": None, "chunks": 0, "type": None}

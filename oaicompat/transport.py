@@ -2,6 +2,10 @@
 
 `Transport.send` never raises for anything the server does: connection refused, timeouts, resets,
 truncated bodies and oversize bodies all come back inside the Exchange as a TransportFailure.
+
+The transport returns the raw exchange as it saw it (source "live", its own clock): it knows nothing of
+cassettes, scrubbing or recorded timings. Replay hands it an httpx client whose transport serves a cassette;
+the session restores the recorded metadata and scrubs (see oaicompat.session).
 """
 
 from __future__ import annotations
@@ -17,14 +21,9 @@ import httpx
 from . import __version__, retry
 from .config import Provider
 from .exchange import Attempt, Chunk, Exchange, Request, TransportFailure
-from .scrub import Scrubber
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
 WRONG_KEY = "sk-oaicompat-deliberately-wrong-key-0000"
-
-# httpx response.extensions key under which replay hands the recorded interaction to the transport
-RECORDED_EXTENSION = "oaicompat_recorded"
-RECORDED_ATTRIBUTE = "oaicompat_recorded"   # the same, on the exception a replayed "no response" raises
 
 
 @dataclass(frozen=True)
@@ -81,7 +80,6 @@ class _Received:
     chunks: list[Chunk] = field(default_factory=list)
     failure: TransportFailure | None = None
     http_version: str | None = None
-    recorded: Mapping[str, Any] | None = None
 
 
 class Transport:
@@ -93,15 +91,11 @@ class Transport:
         client: httpx.AsyncClient,
         *,
         api_key: str | None,
-        scrubber: Scrubber,
-        replay: bool = False,
         sleep=asyncio.sleep,
     ) -> None:
         self.provider = provider
         self.client = client
         self.api_key = api_key
-        self.scrubber = scrubber
-        self.replay = replay           # replay: retries were already made when recording
         self._sleep = sleep
 
     def build_request(self, spec: RequestSpec) -> tuple[str, dict[str, str], bytes]:
@@ -126,8 +120,6 @@ class Transport:
         request = Request(method=spec.method, url=url, path=spec.path,
                           headers=tuple(headers.items()), body=body)
         max_retries = int(spec.retries if spec.retries is not None else self.provider.retries["max_retries"])
-        if self.replay:
-            max_retries = 0
         total = spec.timeout or float(self.provider.timeouts["total"])
         attempts: list[Attempt] = []
         while True:
@@ -152,20 +144,11 @@ class Transport:
                 await self._sleep(decision.delay)
                 continue
             break
-        chunks, failure = tuple(got.chunks), got.failure
-        meta: dict[str, Any] = {}
-        if got.recorded is not None:    # replay: restore what was measured when it was recorded
-            chunks, attempts, elapsed = _restore_recorded(chunks, attempts, elapsed, got.recorded)
-            recorded_failure = got.recorded.get("failure")
-            failure = TransportFailure(**recorded_failure) if recorded_failure else None
-            meta = dict(got.recorded.get("meta", {}))
-        exchange = Exchange(
-            request=request, status=got.status, headers=got.headers, chunks=chunks,
-            failure=failure, attempts=tuple(attempts), elapsed=elapsed,
-            source="cassette" if self.replay else "live",
-            http_version=got.http_version, meta=meta,
+        return Exchange(
+            request=request, status=got.status, headers=got.headers, chunks=tuple(got.chunks),
+            failure=got.failure, attempts=tuple(attempts), elapsed=elapsed, source="live",
+            http_version=got.http_version,
         )
-        return self.scrubber.exchange(exchange)
 
     async def _attempt(self, method: str, url: str, headers: dict[str, str], body: bytes,
                        total: float) -> _Received:
@@ -182,7 +165,6 @@ class Transport:
                     got.headers = tuple((k.decode("latin-1"), v.decode("latin-1"))
                                         for k, v in resp.headers.raw)
                     got.http_version = resp.http_version
-                    got.recorded = resp.extensions.get(RECORDED_EXTENSION)
                     async for data in resp.aiter_raw():
                         if not data:
                             continue
@@ -198,15 +180,5 @@ class Transport:
             if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
                 message = f"no complete response within {total:g} s"
             got.failure = TransportFailure(kind, message, size)  # type: ignore[arg-type]
-            got.recorded = getattr(exc, RECORDED_ATTRIBUTE, None) or got.recorded
         return got
 
-
-def _restore_recorded(chunks: tuple[Chunk, ...], attempts: list[Attempt], elapsed: float,
-                      recorded: Mapping[str, Any]) -> tuple[tuple[Chunk, ...], list[Attempt], float]:
-    times = recorded.get("chunk_times") or []
-    if len(times) == len(chunks):
-        chunks = tuple(Chunk(t, c.data) for t, c in zip(times, chunks))
-    attempts = [Attempt(**a) for a in recorded.get("attempts", [])] or attempts
-    rec_elapsed = recorded.get("elapsed")
-    return chunks, attempts, float(rec_elapsed) if rec_elapsed is not None else elapsed

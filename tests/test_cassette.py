@@ -1,9 +1,18 @@
+import json
+import os
+
 import pytest
 
 from oaicompat.cassette import Cassette, canonical_body, exchange_to_interaction, interaction_to_exchange
 from oaicompat.errors import CassetteError
 from oaicompat.exchange import Chunk, Exchange, Request, TransportFailure
 from oaicompat.scrub import Scrubber
+
+
+@pytest.fixture(autouse=True)
+def _own_cassette_cache(tmp_path, monkeypatch):
+    """These tests' cassettes are cached in their own folder, not the user's cache."""
+    monkeypatch.setenv("OAICOMPAT_CACHE", str(tmp_path / "cache"))
 
 
 def make(chunks, failure=None, status=200):
@@ -55,7 +64,7 @@ def test_canonical_body_ignores_key_order():
 @pytest.mark.parametrize("text, message", [
     ("oaicompat_cassette: 1\ninteractions:\n- request: {method: POST\n", "not valid YAML"),
     ("just: a mapping\n", "not an oaicompat cassette"),
-    ("oaicompat_cassette: 1\ninteractions:\n- {request: {}, response: {}}\n", "interaction 0"),
+    ("oaicompat_cassette: 1\ninteractions:\n- {request: {}, response: {}}\n", r"interactions\[0\]\.request\.method"),
     ("", "not an oaicompat cassette"),
 ])
 def test_corrupt_cassettes_give_one_clear_error(tmp_path, text, message):
@@ -91,3 +100,103 @@ def test_evidence_names_a_committed_cassette_relative_to_the_checkout():
     assert meta["cassette"] == committed.relative_to(PROJECT_ROOT).as_posix()
     assert not meta["cassette"].startswith("/")
     assert shown_path("/elsewhere/c.yaml") == "/elsewhere/c.yaml"
+
+
+# -- the parsed-cassette cache ---------------------------------------------------------------------------
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("OAICOMPAT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("OAICOMPAT_CASSETTE_CACHE", raising=False)
+    return tmp_path / "cache" / "cassette-cache"
+
+
+def _no_yaml(monkeypatch):
+    """From here on, constructing YAML fails the test: a load must come from the cache."""
+    import oaicompat.cassette as module
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the cassette was parsed again")
+    monkeypatch.setattr(module.yaml, "load", refuse)
+
+
+def test_cache_hit_returns_the_same_cassette_without_parsing_yaml(tmp_path, cache, monkeypatch):
+    path = tmp_path / "c.yaml"
+    Cassette(path, {"provider": "p"}, [exchange_to_interaction(make([b"data: x\n\n", b"\xff"]))]).save(Scrubber())
+    first = Cassette.load(path)
+    assert len(list(cache.glob("*.json"))) == 1
+    _no_yaml(monkeypatch)
+    again = Cassette.load(path)
+    assert (again.header, again.interactions) == (first.header, first.interactions)
+    assert [c.data for c in again.exchanges()[0].chunks] == [b"data: x\n\n", b"\xff"]
+    assert path.read_text().startswith("oaicompat_cassette: 1\n")      # the cassette itself stays YAML
+
+
+def test_a_changed_cassette_is_read_again(tmp_path, cache):
+    path = tmp_path / "c.yaml"
+    Cassette(path, {}, [exchange_to_interaction(make([b"one"]))]).save(Scrubber())
+    assert Cassette.load(path).exchanges()[0].body == b"one"
+    stat = path.stat()
+    Cassette(path, {}, [exchange_to_interaction(make([b"two"]))]).save(Scrubber())
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))       # same size and mtime: the content decides
+    assert Cassette.load(path).exchanges()[0].body == b"two"
+
+
+def _entry_holding(raw, document):
+    import hashlib
+
+    body = json.dumps(document).encode()
+    head = {**json.loads(raw.split(b"\n", 1)[0]), "document_sha256": hashlib.sha256(body).hexdigest()}
+    return json.dumps(head).encode() + b"\n" + body
+
+
+@pytest.mark.parametrize("damage", [
+    lambda raw: b"",                                                   # truncated to nothing
+    lambda raw: raw[: len(raw) // 2],                                  # truncated mid-document
+    lambda raw: b"\x00\xff not json at all",
+    lambda raw: raw.replace(b"data: x", b"data: y"),                   # a changed byte in the document
+    lambda raw: _entry_holding(raw, {"oaicompat_cassette": 1,                 # a well-formed entry, bad status
+                                     "interactions": [{"request": {}, "response": {"status": "abc"}}]}),
+])
+def test_a_damaged_cache_entry_is_ignored_and_rebuilt(tmp_path, cache, damage):
+    path = tmp_path / "c.yaml"
+    Cassette(path, {}, [exchange_to_interaction(make([b"data: x\n\n"]))]).save(Scrubber())
+    Cassette.load(path)
+    (entry,) = cache.glob("*.json")
+    entry.write_bytes(damage(entry.read_bytes()))
+    assert Cassette.load(path).exchanges()[0].body == b"data: x\n\n"
+    head, _, body = entry.read_bytes().partition(b"\n")
+    assert json.loads(head)["sha256"] and json.loads(body)["interactions"]    # rebuilt
+
+
+def test_a_corrupt_cassette_is_not_rescued_by_its_cache(tmp_path, cache):
+    path = tmp_path / "c.yaml"
+    Cassette(path, {}, [exchange_to_interaction(make([b"x"]))]).save(Scrubber())
+    Cassette.load(path)
+    path.write_text(path.read_text().replace("status: 200", "status: 'abc'"))
+    with pytest.raises(CassetteError, match=r"interactions\[0\]\.response\.status: 'abc' is not an HTTP status"):
+        Cassette.load(path)
+
+
+def test_the_cache_can_be_turned_off_and_an_unwritable_cache_is_no_error(tmp_path, cache, monkeypatch):
+    path = tmp_path / "c.yaml"
+    Cassette(path, {}, [exchange_to_interaction(make([b"x"]))]).save(Scrubber())
+    monkeypatch.setenv("OAICOMPAT_CASSETTE_CACHE", "0")
+    Cassette.load(path)
+    assert not cache.exists()
+    monkeypatch.delenv("OAICOMPAT_CASSETTE_CACHE")
+    cache.parent.mkdir(parents=True)
+    cache.write_text("a file where the cache directory should be")
+    assert Cassette.load(path).exchanges()[0].body == b"x"
+
+
+def test_the_cache_is_pruned_to_its_limit(tmp_path, cache):
+    from oaicompat import cassette as module
+
+    cache.mkdir(parents=True)
+    for i in range(8):
+        entry = cache / f"{i:064x}.json"
+        entry.write_text("{}")
+        os.utime(entry, ns=(i * 10**9, i * 10**9))
+    module._prune(cache, limit=4)
+    assert sorted(p.name for p in cache.iterdir()) == [f"{i:064x}.json" for i in (5, 6, 7)]

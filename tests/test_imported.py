@@ -38,7 +38,9 @@ from oaicompat.imported.store import (
     profile_for,
     redact_text,
 )
-from oaicompat.imported.vendors import relative_path, sniff_vendor, vendor_for_url
+from oaicompat.imported import store as store_mod
+from oaicompat.imported.profiles import RecorderTableError, load_table, parse_table
+from oaicompat.imported.vendors import NO_MODEL, model_of, relative_path, sniff_vendor, vendor_for_url
 from oaicompat.paths import IMPORTED
 from oaicompat.transport import RequestSpec
 
@@ -345,7 +347,7 @@ def test_duplicate_source_files_are_imported_once(source_repo, tmp_path: Path, c
     assert [f.name for f in written(out) if f.name.endswith(".yaml") and f.name != "PROVENANCE.yaml"] == ["a.yaml"]
 
 
-def test_rewritten_bodies_are_flagged_and_excluded(source_repo, tmp_path: Path):
+def test_placeholder_bodies_are_excluded_and_parsed_bodies_marked_reserialised(source_repo, tmp_path: Path):
     parsed = {"interactions": [{
         "request": {"method": "POST", "uri": "https://api.cerebras.ai/v1/chat/completions", "headers": {},
                     "parsed_body": {"model": "llama", "messages": [{"role": "user", "content": "hi"}]}},
@@ -362,8 +364,14 @@ def test_rewritten_bodies_are_flagged_and_excluded(source_repo, tmp_path: Path):
     assert run_import([p2], sha, out, repo="crmne/ruby_llm") == 0
     corpus = ev.load_corpus(out)
     assert not corpus.problems
-    assert len(corpus.items) == 2 and all(i.excluded for i in corpus.items)
-    run = ev.run_evidence(None, out, checks=["chat.object", "chat.status"])
+    by_vendor = {i.vendor: i for i in corpus.items}
+    parsed_item, massive = by_vendor["cerebras"], by_vendor["perplexity"]
+    # a parsed body keeps its JSON meaning: not excluded, but marked re-serialised (no byte-level check reads it)
+    assert parsed_item.excluded is None and "parsed_body" in (parsed_item.body_reserialised or "")
+    assert parsed_item.exchange is not None and parsed_item.exchange.json == CHAT_OK
+    assert parsed_item.exchange.meta["body_view"].startswith("compact JSON")
+    assert massive.excluded and "<MASSIVE_TEXT>" in massive.excluded
+    run = ev.run_evidence(None, out, vendors=["perplexity"], checks=["chat.object", "chat.status"])
     assert {r["outcome"] for r in run.records} == {"not-applicable"}
     assert all("excluded" in r["message"] for r in run.records)
 
@@ -675,3 +683,300 @@ def test_every_exchange_gets_a_decision_from_every_check(source_repo, tmp_path: 
     assert {"tools.delta-index", "tools.finish-reason", "tools.delta-first-complete"} <= judged
     flat = [r for r in run.records if r["check"] == "errors.envelope" and r["outcome"] == "unexpected-quirk"]
     assert flat and flat[0]["quirks"] == ["errors.non-openai-shape"]
+
+
+# -- recorder profiles as data (fixtures/imported/recorders.yaml) --------------------------------------------------
+
+def test_recorder_table_loads_and_every_entry_cites_its_source():
+    table = load_table()
+    assert {"pydantic/pydantic-ai", "crmne/ruby_llm", "traceloop/openllmetry", "simonw/llm", "tmc/langchaingo",
+            "mirascope/mirascope", "crewaiinc/crewai", "langchain-ai/langchain", "prism-php/prism",
+            "vercel/ai"} <= set(table)
+    for profile in table.values():
+        assert profile.sources and profile.changes and profile.known
+
+
+_GOOD_ENTRY = {"repo": "a/b", "recorder": "vcrpy", "config": "conftest.py", "sources": ["conftest.py@0123456789ab"],
+               "format": "vcrpy", "changes": ["nothing"]}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"sources": []}, "'sources' must name at least one"),
+    ({"sources": ["conftest.py"]}, "neither an https URL nor path@commit"),
+    ({"colour": "red"}, "unknown key(s) colour"),
+    ({"format": "har"}, "'format' is 'har'"),
+    ({"placeholder_pattern": "(("}, "placeholder_pattern is not a regex"),
+    ({"drops_status_at_least": 1000}, "drops_status_at_least must be an HTTP status"),
+    ({"paths": [{"pattern": "*.yaml"}]}, "says nothing"),
+    ({"paths": [{"pattern": "*.txt", "framing": "lines"}]}, "'framing' is 'lines'"),
+    ({"repo": "not a repo"}, "is not owner/name"),
+])
+def test_recorder_table_is_validated_on_load(change: dict[str, Any], message: str):
+    entry = {**_GOOD_ENTRY, **change}
+    with pytest.raises(RecorderTableError, match=re.escape(message)):
+        parse_table(yaml.safe_dump({"version": 1, "recorders": [entry]}), "t.yaml")
+    with pytest.raises(RecorderTableError, match="listed twice"):
+        parse_table(yaml.safe_dump({"version": 1, "recorders": [_GOOD_ENTRY, _GOOD_ENTRY]}), "t.yaml")
+    assert parse_table(yaml.safe_dump({"version": 1, "recorders": [_GOOD_ENTRY]}))["a/b"].sources
+
+
+def test_a_malformed_recorder_table_stops_the_import(source_repo, tmp_path: Path, capsys, monkeypatch):
+    p = source_repo.add("c.yaml", vcrpy_doc(vcrpy_interaction(BASIC, CHAT_OK)))
+    sha = source_repo.commit()
+    bad = tmp_path / "recorders.yaml"
+    bad.write_text("version: 1\nrecorders:\n- repo: a/b\n")
+    monkeypatch.setattr(icli, "load_table", lambda: load_table(bad))
+    assert run_import([p], sha, tmp_path / "out") == 2
+    assert "missing recorder, config, sources, format, changes" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("repo, header, trusted", [
+    ("pydantic/pydantic-ai", "x-ratelimit-remaining-requests", False),
+    ("pydantic/pydantic-ai", "content-type", True),
+    ("crmne/ruby_llm", "set-cookie", False),
+    ("crmne/ruby_llm", "x-ppl-region", True),
+    ("traceloop/openllmetry", "x-ratelimit-remaining-requests", True),
+    ("simonw/llm", "openai-processing-ms", True),
+    ("tmc/langchaingo", "cf-ray", False),
+    ("tmc/langchaingo", "openai-organization", False),
+    ("Mirascope/mirascope", "x-ratelimit-requests", True),
+    ("crewAIInc/crewAI", "content-type", False),
+    ("langchain-ai/langchain", "content-type", False),
+    ("prism-php/prism", "content-type", True),
+    ("vercel/ai", "content-type", True),
+    ("somebody/unknown", "content-type", True),
+])
+def test_each_recorder_profile_says_which_headers_survive(repo: str, header: str, trusted: bool):
+    profile = profile_for(repo)
+    assert profile.header_trustworthy(header) is trusted
+    assert profile.known is (repo != "somebody/unknown")
+
+
+@pytest.mark.parametrize("repo, path, kind, words", [
+    ("prism-php/prism", "tests/Fixtures/groq/stream-with-tools-1.sse", "synthetic", "chatcmpl-987654321"),
+    ("prism-php/prism", "tests/Fixtures/z/generate-text-with-multiple-tools-1.json", "body_edited", "z-model"),
+    ("prism-php/prism", "tests/Fixtures/deepseek/stream-basic-text-1.sse", None, ""),
+    ("vercel/ai", "packages/moonshotai/src/__fixtures__/moonshotai-text.json", "synthetic", "kimi-k3"),
+    ("vercel/ai", "packages/alibaba/src/__fixtures__/alibaba-text.chunks.txt", "framing", "data-lines-only"),
+    ("vercel/ai", "packages/alibaba/src/__fixtures__/alibaba-text.json", "body_reserialised", "pretty-printed"),
+    ("simonw/llm", "tests/cassettes/test_tools_streaming/test_tools_streaming_variant_a.yaml", "host_rewritten",
+     "OpenRouter"),
+    ("traceloop/openllmetry", "packages/opentelemetry-instrumentation-groq/tests/x.yaml", "gzip", "kept"),
+])
+def test_profile_path_rules(repo: str, path: str, kind: str | None, words: str):
+    rule = profile_for(repo).rule_for(path)
+    if kind is None:
+        assert rule is None
+    else:
+        assert rule is not None and words in str(getattr(rule, kind))
+
+
+def test_crewai_profile_records_that_errors_were_never_recorded():
+    assert profile_for("crewAIInc/crewAI").drops_status_at_least == 400
+    assert profile_for("pydantic/pydantic-ai").bodies == "parsed-json"
+
+
+# -- bodies the recorder edited: Content-Length, profile rules ------------------------------------------------------
+
+MODELS_LIST = {"object": "list", "data": [{"id": "openai/gpt-4o", "object": "model", "owned_by": "openai"}]}
+
+
+def test_a_body_shorter_than_its_content_length_is_kept_but_marked_edited(source_repo, tmp_path: Path):
+    body = json.dumps(MODELS_LIST)
+    inter = vcrpy_interaction("", body, uri="https://openrouter.ai/api/v1/models",
+                              resp_headers={"Content-Type": ["application/json"], "Content-Length": ["417177"]})
+    inter["request"]["method"] = "GET"
+    p = source_repo.add("cassettes/models.yaml", vcrpy_doc(inter))
+    sha = source_repo.commit()
+    out = tmp_path / "out"
+    assert run_import([p], sha, out) == 0
+    stored = yaml.safe_load(next(out.rglob("models.yaml")).read_text())["interactions"][0]
+    assert stored["body_edited"] == f"content-length says 417177 bytes, stored body is {len(body)}"
+    assert body_bytes(stored["response"]) == body.encode()        # kept as provenance, unedited
+    (item,) = ev.load_corpus(out).items
+    assert item.body_edited == stored["body_edited"] and item.excluded and "body edited" in item.excluded
+    assert item.model == NO_MODEL                                 # a /models call names no model
+    prov = yaml.safe_load(next(out.rglob("PROVENANCE.yaml")).read_text())
+    assert "417177" in prov["files"][0]["body_edited"][0]
+    run = ev.run_evidence(None, out, checks=["chat.object"])
+    assert all("body edited by the recorder (content-length says 417177" in r["message"] for r in run.records)
+    assert {r["model"] for r in run.records} <= {NO_MODEL, "(imported)"}
+
+
+def test_content_length_is_compared_with_the_bytes_the_source_holds(source_repo, tmp_path: Path):
+    raw = json.dumps(CHAT_OK).encode()
+    gz = gzip.compress(raw)
+    ok_gzip = vcrpy_interaction(BASIC, gz, resp_headers={"Content-Encoding": ["gzip"],
+                                                         "Content-Length": [str(len(gz))]})
+    # the recorder decoded the body but kept the gzip Content-Length: smaller than the body, not an edit
+    decoded_kept_header = vcrpy_interaction(BASIC, raw.decode(), resp_headers={"Content-Encoding": ["gzip"],
+                                                                               "Content-Length": [str(len(gz))]})
+    # … but a decoded body far too short for the compressed length it claims is an edit
+    trimmed = vcrpy_interaction(BASIC, raw.decode(), resp_headers={"Content-Encoding": ["gzip"],
+                                                                   "Content-Length": ["400000"]})
+    secret = "sk-" + "A" * 40
+    scrubbed = vcrpy_interaction(BASIC, json.dumps({**CHAT_OK, "id": secret}),
+                                 resp_headers={"Content-Length": [str(len(json.dumps({**CHAT_OK, "id": secret})))]})
+    p = source_repo.add("c.yaml", vcrpy_doc(ok_gzip, decoded_kept_header, trimmed, scrubbed))
+    sha = source_repo.commit()
+    out = tmp_path / "out"
+    assert run_import([p], sha, out) == 0
+    stored = yaml.safe_load(next(out.rglob("c.yaml")).read_text())["interactions"]
+    assert [bool(i["body_edited"]) for i in stored] == [False, False, True, False]
+    assert "no gzip of it is that long" in stored[2]["body_edited"]
+    assert secret not in next(out.rglob("c.yaml")).read_text()     # scrubbing never reads as an edit
+
+
+def test_the_model_comes_from_the_request_or_the_response_never_the_provider_default():
+    assert model_of(b'{"model":"asked"}', json.dumps({**CHAT_OK, "model": "answered"}).encode()) == "asked"
+    assert model_of(b"", json.dumps({**CHAT_OK, "model": "answered"}).encode()) == "answered"
+    assert model_of(b"", b'data: {"model":"streamed","choices":[]}\n\ndata: [DONE]\n\n') == "streamed"
+    assert model_of(b"", b'{"model":"line","choices":[]}\n{"model":"line"}\n', "data-lines-only") == "line"
+    assert model_of(b"", json.dumps(MODELS_LIST).encode()) == NO_MODEL
+    assert model_of(b'{"messages":[]}', b"not json") == NO_MODEL
+
+
+# -- body-only formats: prism-php/prism *.json / *.sse, vercel/ai *.chunks.txt / *.json ---------------------------
+
+SSE_BODY = (b'data: {"id":"x1","object":"chat.completion.chunk","created":1752805596,"model":"deepseek-chat",'
+            b'"choices":[{"index":0,"delta":{"role":"assistant","content":"Hi"},"finish_reason":null}]}\n\n'
+            b'data: {"id":"x1","object":"chat.completion.chunk","created":1752805596,"model":"deepseek-chat",'
+            b'"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n')
+CHUNK_LINES = (b'{"id":"q1","object":"chat.completion.chunk","created":1770764938,"model":"qwen3-max",'
+               b'"choices":[{"index":0,"delta":{"role":"assistant","content":"Hi"},"finish_reason":null}]}\n'
+               b'{"id":"q1","object":"chat.completion.chunk","created":1770764938,"model":"qwen3-max",'
+               b'"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n')
+
+
+def test_prism_json_and_sse_bodies_import_as_body_only_exchanges(source_repo, tmp_path: Path):
+    j = source_repo.add("tests/Fixtures/deepseek/generate-text-1.json", json.dumps(CHAT_OK, indent=2))
+    s = source_repo.add("tests/Fixtures/deepseek/stream-basic-text-1.sse", SSE_BODY)
+    sha = source_repo.commit()
+    out = tmp_path / "out"
+    assert run_import([j, s], sha, out, "--vendor", "deepseek", repo="prism-php/prism") == 0
+    docs = {p.name: yaml.safe_load(p.read_text()) for p in out.rglob("*.yaml") if p.name != "PROVENANCE.yaml"}
+    sse = docs["stream-basic-text-1.sse.yaml"]
+    assert sse["source"]["format"] == "sse-body"
+    inter = sse["interactions"][0]
+    assert inter["lacks"] == ["request", "request-headers", "status", "response-headers"]
+    assert inter["request"] == {"method": None, "url": None, "path": "/chat/completions", "headers": [],
+                                "body_form": "unknown"}
+    assert inter["response"]["status"] is None and inter["status_assumed"]["status"] == 200
+    assert body_bytes(inter["response"]) == SSE_BODY                   # the file's bytes, unedited
+    items = {i.file.name: i for i in ev.load_corpus(out).items}
+    item = items["stream-basic-text-1.sse.yaml"]
+    assert not item.request_known and not item.status_known and item.model == "deepseek-chat"
+    assert item.exchange is not None and item.exchange.body == SSE_BODY and item.exchange.headers == ()
+    assert "HTTP 200" in item.exchange.meta["status_assumed"]
+    assert items["generate-text-1.yaml"].exchange.json == CHAT_OK
+
+
+def test_vercel_chunk_lines_keep_their_bytes_and_show_an_sse_view(source_repo, tmp_path: Path):
+    c = source_repo.add("packages/alibaba/src/__fixtures__/alibaba-text.chunks.txt", CHUNK_LINES)
+    j = source_repo.add("packages/alibaba/src/__fixtures__/alibaba-text.json", json.dumps(CHAT_OK, indent=2))
+    sha = source_repo.commit()
+    out = tmp_path / "out"
+    assert run_import([c, j], sha, out, "--vendor", "qwen", repo="vercel/ai") == 0
+    stored = yaml.safe_load(next(out.rglob("alibaba-text.chunks.txt.yaml")).read_text())["interactions"][0]
+    assert stored["framing"] == "data-lines-only" and "sse-envelope" in stored["lacks"]
+    assert body_bytes(stored["response"]) == CHUNK_LINES
+    items = {i.file.name: i for i in ev.load_corpus(out).items}
+    chunks = items["alibaba-text.chunks.txt.yaml"]
+    assert chunks.framing == "data-lines-only" and chunks.body_reserialised and "SSE view" in \
+        chunks.exchange.meta["body_view"]
+    events = [e for e in chunks.exchange.sse.events if e.data != "[DONE]"]
+    assert [json.loads(e.data)["choices"][0]["finish_reason"] for e in events] == [None, "stop"]
+    assert b"[DONE]" not in chunks.exchange.body                      # nothing the source lacks is invented
+    assert "pretty-printed" in (items["alibaba-text.yaml"].body_reserialised or "")
+
+
+def test_profile_rules_refuse_synthetic_files_and_mark_edited_ones(source_repo, tmp_path: Path, capsys):
+    synthetic = source_repo.add("tests/Fixtures/groq/stream-with-tools-1.sse", SSE_BODY)
+    edited = source_repo.add("tests/Fixtures/z/generate-text-with-multiple-tools-1.json", json.dumps(CHAT_OK))
+    sha = source_repo.commit()
+    out = tmp_path / "out"
+    assert run_import([synthetic, edited], sha, out, "--vendor", "zai", repo="prism-php/prism") == 1
+    err = capsys.readouterr().err
+    assert "error tests/Fixtures/groq/stream-with-tools-1.sse: the recorder profile of prism-php/prism marks " \
+           "this file synthetic" in err
+    (item,) = ev.load_corpus(out).items
+    assert "z-model" in (item.body_edited or "") and item.excluded
+
+
+# -- bad input: one clear line naming the file, nothing half-written, the rest kept -------------------------------
+
+def test_bad_body_files_are_named_and_the_rest_imported(source_repo, tmp_path: Path, capsys):
+    good = source_repo.add("f/ok.chunks.txt", CHUNK_LINES)
+    broken = source_repo.add("f/broken.chunks.txt", CHUNK_LINES + b'{"id": "cut\n')
+    not_chat = source_repo.add("f/speech.json", b'{"text": "hello"}')
+    not_json = source_repo.add("f/body.json", b"<html>502</html>")
+    unknown = source_repo.add("f/other.yaml", "entries: [1, 2]\n")
+    sha = source_repo.commit()
+    out = tmp_path / "out"
+    assert run_import([good, broken, not_chat, not_json, unknown], sha, out, "--vendor", "qwen") == 1
+    err = capsys.readouterr().err.splitlines()
+    assert any(line.startswith("error f/broken.chunks.txt: line 3 is not a JSON chunk") for line in err)
+    assert any(line.startswith("error f/speech.json: a body-only file that is not a chat completion")
+               for line in err)
+    assert any(line.startswith("error f/body.json: JSON body file does not parse") for line in err)
+    assert any(line.startswith("error f/other.yaml: unknown recorder") for line in err)
+    assert [p.name for p in written(out) if p.name.endswith(".yaml") and p.name != "PROVENANCE.yaml"] == \
+        ["ok.chunks.txt.yaml"]
+
+
+def test_a_body_only_file_without_vendor_is_refused(source_repo, tmp_path: Path, capsys):
+    p = source_repo.add("f/a.sse", SSE_BODY)
+    sha = source_repo.commit()
+    assert run_import([p], sha, tmp_path / "out") == 1
+    assert "error f/a.sse: a body-only file records no host: pass --vendor" in capsys.readouterr().err
+    assert not written(tmp_path / "out")
+
+
+def test_a_source_imported_under_another_licence_is_refused_per_file(source_repo, tmp_path: Path, capsys):
+    a = source_repo.add("c/a.yaml", vcrpy_doc(vcrpy_interaction(BASIC, CHAT_OK)))
+    sha = source_repo.commit()
+    out = tmp_path / "out"
+    assert run_import([a], sha, out) == 0
+    prov = next(out.rglob("PROVENANCE.yaml"))
+    before = {p: p.read_bytes() for p in written(out)}
+    prov.write_text(prov.read_text().replace("license: MIT", "license: Apache-2.0"))
+    before[prov] = prov.read_bytes()
+    assert run_import([a], sha, out) == 1
+    assert "error c/a.yaml: this source was imported under Apache-2.0, now MIT" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in written(out)} == before       # nothing changed
+
+
+def test_a_failed_write_leaves_nothing_half_written(source_repo, tmp_path: Path, monkeypatch):
+    p = source_repo.add("c/a.yaml", vcrpy_doc(vcrpy_interaction(BASIC, CHAT_OK)))
+    sha = source_repo.commit()
+    out = tmp_path / "out"
+    calls: list[Path] = []
+    real = store_mod.atomic_write_text
+
+    def flaky(path: Path, data: str, **kwargs: object) -> None:
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real(path, data, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store_mod, "atomic_write_text", flaky)
+    assert run_import([p], sha, out) == 1
+    assert written(out) == [] and len(calls) == 2                    # staged file removed, nothing renamed
+    monkeypatch.setattr(store_mod, "atomic_write_text", real)
+    assert run_import([p], sha, out) == 0 and len(written(out)) == 3
+
+
+def test_evidence_table_counts_exchanges_and_judged_ones(source_repo, tmp_path: Path, capsys):
+    chat = source_repo.add("c/a.yaml", vcrpy_doc(vcrpy_interaction(BASIC, CHAT_OK)))
+    body = source_repo.add("c/b.chunks.txt", CHUNK_LINES)
+    sha = source_repo.commit()
+    out = tmp_path / "out"
+    assert run_import([chat], sha, out) == 0
+    assert run_import([body], sha, out, "--vendor", "groq") == 0
+    assert icli.evidence_main(["-o", str(tmp_path / "r.json"), "--imported-dir", str(out), "--table",
+                               "--check", "chat.object"]) == 0
+    table = capsys.readouterr().out
+    # two chat exchanges, one of them body-only; the recorded one is judged by chat.object
+    row = next(line for line in table.splitlines() if line.startswith("| `groq` |"))
+    assert row.startswith("| `groq` | 2 | 2 | 0 | 1 | ") and re.search(r"\| [12] \([12]\) \| someone/project \|$", row)

@@ -17,7 +17,7 @@ from oaicompat.nightly import (
     hosted_matrix,
     is_remote,
     main,
-    merge_results,
+    merge_documents,
     servers_cache_key,
 )
 from oaicompat.paths import CASSETTES, PROVIDERS_FILE
@@ -64,7 +64,7 @@ def test_merge_later_wins_per_provider_model_and_check():
                      record("p", "chat.a", "pass", model="m2")],
             providers={"p": {"title": "P2", "kind": "hosted", "models": ["m2"], "recorded": False}},
             started="2025-12-31T00:00:00Z", finished="2026-01-01T00:03:00Z")
-    merged = merge_results([a, b])
+    merged = merge_documents([a, b])
     table = {(r["provider"], r["model"], r["check"]): r["outcome"] for r in merged["records"]}
     assert table == {("p", "m", "chat.a"): "pass", ("p", "m", "chat.b"): "pass", ("q", "m", "chat.a"): "pass",
                      ("p", "m2", "chat.a"): "pass"}
@@ -73,8 +73,8 @@ def test_merge_later_wins_per_provider_model_and_check():
     assert merged["started_at"] == "2025-12-31T00:00:00Z" and merged["finished_at"] == "2026-01-01T00:05:00Z"
     assert merged["providers"]["p"]["title"] == "P2" and merged["providers"]["p"]["models"] == ["m", "m2"]
     assert merged["providers"]["q"]["title"] == "Q"
-    assert merge_results([b, a])["mode"] == "live+replay"
-    assert {r["outcome"] for r in merge_results([b, a])["records"] if r["check"] == "chat.b"} == {"violation"}
+    assert merge_documents([b, a])["mode"] == "live+replay"
+    assert {r["outcome"] for r in merge_documents([b, a])["records"] if r["check"] == "chat.b"} == {"violation"}
 
 
 def test_merge_joins_modes_once_and_recomputes_latency():
@@ -83,7 +83,7 @@ def test_merge_joins_modes_once_and_recomputes_latency():
             providers={"p": {"title": "P", "kind": "local", "models": ["m"], "recorded": True,
                              "latency": {"stale": True}}})
     b = doc("replay", [record("p", "chat.a", timing=t)])
-    merged = merge_results([a, b])
+    merged = merge_documents([a, b])
     assert merged["mode"] == "replay+imported"
     assert merged["providers"]["p"]["recorded"] is True
     assert merged["providers"]["p"]["latency"]["total_p50"] == 1.5     # from the surviving record only
@@ -92,10 +92,10 @@ def test_merge_joins_modes_once_and_recomputes_latency():
 
 def test_merge_validates_and_refuses_nothing():
     with pytest.raises(ResultsError, match="nothing to merge"):
-        merge_results([])
+        merge_documents([])
     bad = doc("live", [record("p", "chat.a", outcome="great")])
     with pytest.raises(ResultsError, match="results.schema.json"):
-        merge_results([bad])
+        merge_documents([bad])
 
 
 # -- what the workflow reads -------------------------------------------------------------------------------
@@ -144,7 +144,7 @@ def controlled(tmp_path, wire_server, monkeypatch):
 
     def run(*args: str, providers_: str = "ref-a,ref-b") -> int:
         return main(["--providers-file", str(providers), "--suites", str(suite / "test_suite.py"),
-                     "--cassette-dir", str(tmp_path / "cassettes"), "--providers", providers_, *args])
+                     "--cassette-dir", str(tmp_path / "cassettes"), "--provider", providers_, *args])
 
     run.tmp = tmp_path
     return run
@@ -231,10 +231,10 @@ def test_failing_checks_pass_the_nightly_but_a_crashed_shard_does_not(controlled
 
 
 def test_usage_errors(controlled, tmp_path, capfd):
-    assert main(["--providers", "nosuch", "-o", str(tmp_path / "x")]) == 2
+    assert main(["--provider", "nosuch", "-o", str(tmp_path / "x")]) == 2
     assert "unknown provider 'nosuch'" in capfd.readouterr().err
     assert main(["--previous", str(tmp_path / "absent.json"), "-o", str(tmp_path / "x")]) == 2
-    assert main(["--providers", "ref-a"]) == 2                     # no -o
+    assert main(["--providers", "ref-a"]) == 2                     # no -o (the old spelling still parses)
     assert main(["--live", "--record-mode", "all", "-o", str(tmp_path / "x")]) == 2
 
 
@@ -253,7 +253,7 @@ def test_replay_of_the_recorded_providers(tmp_path, capfd):
     if not names:
         pytest.skip(f"no provider has cassettes under fixtures/cassettes/*/{REPLAYED_SUITE}")
     suite = Path(__file__).resolve().parents[1] / "suites" / f"{REPLAYED_SUITE}.py"
-    rc = main(["--providers", ",".join(names), "--jobs", "2", "--no-report", "-o", str(tmp_path),
+    rc = main(["--provider", ",".join(names), "--jobs", "2", "--no-report", "-o", str(tmp_path),
                "--suites", str(suite)])
     out = capfd.readouterr().out
     assert rc == 0, out                    # failing checks (quirks) never fail the nightly
@@ -276,7 +276,7 @@ def test_replay_of_the_recorded_providers(tmp_path, capfd):
                     reason="set OAICOMPAT_SERVERS_LIVE=1 with the servers up (scripts/test.sh does)")
 def test_live_against_the_real_servers(tmp_path, capfd):
     servers = os.environ.get("OAICOMPAT_SERVERS_LIST", "llama-server,llama-cpp-python,vllm,litellm,transformers-serve")
-    rc = main(["--providers", servers, "--live", "--jobs", "2", "--no-report", "-o", str(tmp_path),
+    rc = main(["--provider", servers, "--live", "--jobs", "2", "--no-report", "-o", str(tmp_path),
                "--suites", str(Path(__file__).resolve().parents[1] / "suites" / "test_chat.py"),
                "--", "-k", "test_object or test_usage or test_content"])
     out = capfd.readouterr().out

@@ -122,3 +122,52 @@ def test_unavailable_provider_fails_fast(suite, monkeypatch):
     result = run(suite, "--provider=ref", "--live")
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(["*unavailable: provider unavailable: cannot connect*"])
+
+
+def test_record_mode_is_read_once_into_the_run_mode(suite, wire_server, monkeypatch):
+    """--record-mode and --live become one RunMode at configure; results.json names it."""
+    monkeypatch.setenv("REF_KEY", "sk-test-key-abcdef123456")
+    write_providers(suite, wire_server.base_url)
+    suite.makeconftest("""
+import pytest
+from oaicompat.plugin import STASH
+from oaicompat.run_mode import RunMode
+
+def pytest_collection_finish(session):
+    mode = session.config.stash[STASH].mode
+    assert isinstance(mode, RunMode)
+    print(f"RUNMODE {mode.record_mode} {mode.live_only} {mode.name}")
+""")
+    result = run(suite, "--provider=ref", "--record-mode=new_episodes", "-s", "-k", "object")
+    result.assert_outcomes(passed=1, deselected=1)
+    result.stdout.fnmatch_lines(["*RUNMODE new_episodes False record:new_episodes*"])
+    assert json.loads((suite.path / "results.json").read_text())["mode"] == "record:new_episodes"
+    result = run(suite, "--provider=ref", "--record-mode=all", "--live", "-s", "-k", "object")
+    result.stdout.fnmatch_lines(["*RUNMODE all True live*"])
+    assert json.loads((suite.path / "results.json").read_text())["mode"] == "live"
+
+
+def test_a_hung_server_is_restarted_once_per_timed_out_request(monkeypatch):
+    from oaicompat.exchange import TransportFailure
+    from oaicompat.servers import for_run
+    from oaicompat.servers.pytest_hooks import HungServerWatch
+    from tests.exchanges import completion, json_exchange
+
+    calls, said, down = [], [], {}
+    monkeypatch.setattr(for_run, "restart_hung", lambda name, key: calls.append(name) or f"{name} restarted")
+    timed_out = json_exchange(completion()).__class__(
+        request=json_exchange(completion()).request, status=None, failure=TransportFailure("read-timeout", "slow", 0))
+    watch = HungServerWatch(down, said.append)
+    watch.after_send("srv", "key", [timed_out])
+    watch.after_send("srv", "key", [timed_out])          # the same exchange again (a memoised one): not again
+    watch.after_send("srv", None, [json_exchange(completion())])
+    assert calls == ["srv"] and said == ["oaicompat: srv restarted"] and not down
+
+    def failing(name, key):
+        from oaicompat.errors import OaicompatError
+        raise OaicompatError("port busy")
+    monkeypatch.setattr(for_run, "restart_hung", failing)
+    again = json_exchange(completion()).__class__(
+        request=timed_out.request, status=None, failure=TransportFailure("timeout", "slow", 0))
+    watch.after_send("srv", "key", [again])
+    assert down == {"srv": "restart after a timeout failed: port busy"}

@@ -6,6 +6,7 @@ import pytest
 
 from oaicompat.config import parse_providers
 from oaicompat.errors import CassetteError, CassetteMiss
+from oaicompat.run_mode import RunMode
 from oaicompat.scrub import Scrubber
 from oaicompat.session import LiveMemo, ProbeSession
 from oaicompat.transport import RequestSpec
@@ -22,7 +23,7 @@ def provider(base_url):
 
 def session(p, path, mode, key=None, live_only=False):
     env = {"REF_KEY": PLANTED}
-    return ProbeSession(provider=p, model="ref-model", path=path, mode=mode, live_only=live_only,
+    return ProbeSession(provider=p, model="ref-model", path=path, mode=RunMode.parse(mode, live=live_only),
                         api_key=key, scrubber=Scrubber.from_env(["REF_KEY"], env), memo=LiveMemo(),
                         test_id="t", rerecord="pytest t --record-mode=rewrite")
 
@@ -133,3 +134,55 @@ async def test_replayed_no_response_keeps_what_was_recorded(wire_server, tmp_pat
     assert replayed.status is None and replayed.failure == live.failure
     assert replayed.meta["recorded_at"] and replayed.meta["cassette"].endswith("test_timeout.yaml")
     assert replayed.elapsed == pytest.approx(live.elapsed, abs=1e-6)
+
+
+def no_socket(monkeypatch):
+    def refuse(*a, **k):
+        raise AssertionError("replay opened a socket")
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+async def test_replay_builds_one_mock_transport_per_session(wire_server, tmp_path, monkeypatch):
+    """Replay hands a MockTransport serving the cassette to one httpx client for the whole session (nothing is
+    patched per send), and the replayed exchange carries the recorded times, not replay's own clock."""
+    import httpx
+
+    p = provider(wire_server.base_url)
+    path = tmp_path / "c.yaml"
+    live = await record(p, path, [RequestSpec(json=BODY), RequestSpec(json={**BODY, "stream": True})])
+    wire_server.stop()
+    no_socket(monkeypatch)
+    built = []
+    real = httpx.MockTransport
+
+    class Counting(real):  # type: ignore[misc, valid-type]
+        def __init__(self, handler):
+            built.append(handler)
+            super().__init__(handler)
+    monkeypatch.setattr(httpx, "MockTransport", Counting)
+    s = session(p, path, "none")
+    s.prepare()
+    async with s:
+        again = [await s.send(RequestSpec(json=BODY)) for _ in range(3)]
+        again.append(await s.send(RequestSpec(json={**BODY, "stream": True})))
+    assert len(built) == 1
+    assert {e.source for e in again} == {"cassette"} and again[0].elapsed == round(live[0].elapsed, 6)
+    assert [c.t for c in again[3].chunks] == [round(c.t, 6) for c in live[1].chunks]
+
+
+async def test_new_episodes_replays_what_it_has_and_adds_the_rest(wire_server, tmp_path):
+    p = provider(wire_server.base_url)
+    path = tmp_path / "c.yaml"
+    [first] = await record(p, path, [RequestSpec(json=BODY)])
+    s = session(p, path, "new_episodes", PLANTED)
+    s.prepare()
+    async with s:
+        old = await s.send(RequestSpec(json=BODY))
+        new = await s.send(RequestSpec(json={**BODY, "max_tokens": 5}))
+    assert (old.source, new.source) == ("cassette", "live")
+    s = session(p, path, "none")
+    s.prepare()
+    async with s:
+        both = [await s.send(RequestSpec(json=BODY)), await s.send(RequestSpec(json={**BODY, "max_tokens": 5}))]
+    assert [e.source for e in both] == ["cassette", "cassette"] and both[0].body == first.body

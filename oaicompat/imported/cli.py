@@ -23,8 +23,10 @@ from ..config import ProvidersConfig, load_providers, runtime_environment
 from ..errors import OaicompatError
 from ..paths import IMPORTED, PROVIDERS_FILE
 from ..results import ResultsLog
-from .evidence import run_evidence
+from .evidence import load_corpus, run_evidence
 from .formats import RecordingError
+from .profiles import RecorderTableError, load_table
+from .summary import markdown_table, summarise
 from .store import (
     LICENSE_NAMES,
     NOTICE_NAMES,
@@ -36,7 +38,7 @@ from .store import (
 )
 from .vendors import KNOWN_VENDORS
 
-RECORDING_SUFFIXES = (".yaml", ".yml", ".yaml.gz", ".yml.gz", ".httprr", ".httprr.gz")
+RECORDING_SUFFIXES = (".yaml", ".yml", ".yaml.gz", ".yml.gz", ".httprr", ".httprr.gz", ".json", ".sse", ".chunks.txt")
 
 
 class UsageProblem(OaicompatError):
@@ -114,6 +116,8 @@ def build_import_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", help="the checkout of the source repository (default: found from the paths)")
     p.add_argument("--license-file", help="the licence text (default: LICENSE… at the commit in --root)")
     p.add_argument("--out", default=str(IMPORTED), help="where imported files go (default: fixtures/imported)")
+    p.add_argument("--selection", metavar="TEXT",
+                   help="what of the source was left out and why (kept in PROVENANCE.yaml under selection)")
     return p
 
 
@@ -121,7 +125,7 @@ def import_main(argv: Sequence[str]) -> int:
     args = build_import_parser().parse_args(list(argv))
     try:
         return _import(args)
-    except (UsageProblem, RecordingError) as exc:
+    except (UsageProblem, RecordingError, RecorderTableError) as exc:
         print(f"oaicompat import: {exc}", file=sys.stderr)
         return 2
 
@@ -135,6 +139,7 @@ def _import(args: argparse.Namespace) -> int:
         raise UsageProblem(f"--vendor {args.vendor!r} is not a hosted vendor oaicompat knows: "
                            f"{', '.join(sorted(KNOWN_VENDORS))}")
     recorded_at = _normalise_date(args.recorded_at)
+    load_table()   # a malformed recorder table stops the import before anything is read
     paths = _expand([Path(p).resolve() for p in args.paths])
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
@@ -184,7 +189,7 @@ def _import(args: argparse.Namespace) -> int:
                 failures += 1
                 continue
         result = import_file(path, source=source, source_path=rel, out_root=out, vendor_override=args.vendor,
-                             recorded_at=recorded_at, data=data)
+                             recorded_at=recorded_at, data=data, selection=args.selection)
         for line in result.skipped:
             print(f"  skip {rel}: {line}", file=sys.stderr)
         if result.duplicate_of:
@@ -224,6 +229,8 @@ def build_evidence_parser() -> argparse.ArgumentParser:
     p.add_argument("--providers-file", default=str(PROVIDERS_FILE))
     p.add_argument("--vendor", action="append", default=[], help="only this vendor (repeatable)")
     p.add_argument("--check", action="append", default=[], help="only this check id (repeatable)")
+    p.add_argument("--table", action="store_true",
+                   help="also print, per vendor, how many exchanges are imported and how many were judged (Markdown)")
     return p
 
 
@@ -259,6 +266,9 @@ def evidence_main(argv: Sequence[str]) -> int:
             print("    quirks: " + ", ".join(f"{q} ×{n}" for q, n in sorted(quirks[vendor].items())))
     errors = sum(c["error"] for c in by_vendor.values())
     print(f"wrote {out}: {len(run.records)} record(s) from {sum(run.exchanges.values())} imported exchange(s)")
+    if args.table:
+        items = load_corpus(Path(args.imported_dir), args.vendor or None).items
+        print(markdown_table(summarise(items, run.records)))
     return 1 if errors or run.problems else 0
 
 

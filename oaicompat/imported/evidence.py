@@ -27,8 +27,8 @@ says which failed, naming the missing property):
 While a check runs, the response headers it reads are traced; if it read one the source's recorder dropped
 or rewrote (or one oaicompat scrubbed, or a gzip Content-Encoding that no longer describes the decoded
 body), the outcome is "not-applicable" whatever the check said. Outcomes come from
-oaicompat.outcomes.decide with the vendor's Provider, so providers.yaml expectations turn findings into
-expected-quirk.
+oaicompat.runner.evaluate_exchanges (the runner the plugin uses) with the vendor's Provider, so providers.yaml
+expectations turn findings into expected-quirk.
 
 Records: every (exchange, check) pair gets a decision, never a silent drop. A check that ran gives one record
 per exchange (test `imported::<vendor>/<source>/<file>#<n>::<check>`). The exchanges a check did not run on
@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..checks.base import CHECKS, PROBES, CheckSpec, Finding, ProbeContext
+from ..checks.base import CHECKS, PROBES, CheckSpec, ProbeContext
 from ..checks.requires import (  # noqa: F401  (request_features and credentials are re-exported)
     BENIGN_FIELDS,
     FEATURE_FIELDS,
@@ -63,9 +63,10 @@ from ..checks.requires import (  # noqa: F401  (request_features and credentials
 )
 from ..config import DEFAULT_RETRIES, DEFAULT_TIMEOUTS, Provider, ProvidersConfig
 from ..exchange import Exchange
-from ..outcomes import Outcome, decide
+from ..outcomes import Outcome
 from ..paths import IMPORTED, PROJECT_ROOT
 from ..results import make_record
+from ..runner import Target, evaluate_exchanges
 from .formats import RecordingError, load_yaml
 from .store import RecorderProfile, StoredInteraction, load_stored_file
 
@@ -299,20 +300,13 @@ def evaluate(spec: CheckSpec, item: StoredInteraction, provider: Provider, shape
         return Outcome("not-applicable", f"not applicable: {reason}")
     assert item.exchange is not None
     ex = traced(item.exchange)
-    finding: BaseException | None
-    try:
-        observations = tuple(spec.run(ex))
-        finding = None
-    except Finding as found:
-        observations, finding = (), found
-    except Exception as exc:  # noqa: BLE001 - a harness bug, never a quirk
-        observations, finding = (), exc
+    evaluation = evaluate_exchanges(spec, Target(provider, item.model or provider.model), [ex])
     bad = _untrusted_headers(ex.headers_read, item.profile, item.exchange.meta.get("untrusted_headers", ()))
     if bad:
         return Outcome("not-applicable",
                        f"not applicable: the check reads response header(s) {', '.join(bad)}, which "
                        f"{item.profile.repo}'s recorder (or oaicompat's scrubbing) dropped or rewrote")
-    return decide(spec, finding, provider, item.model or provider.model, observations)
+    return evaluation.outcome
 
 
 # -- records ------------------------------------------------------------------------------------------------------

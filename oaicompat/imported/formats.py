@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 import zlib
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ class Body:
     data: bytes = b""               # the bytes (every form except "parsed")
     parsed: Any = None              # form "parsed": the structure the source stored instead of bytes
     note: str = ""                  # e.g. "gzip-compressed in the source; stored decompressed"
+    source_len: int | None = None   # bytes as the source file holds them (before gunzip): what Content-Length counts
 
     @property
     def is_parsed(self) -> bool:
@@ -67,6 +69,8 @@ class RawInteraction:
     http_version: str | None = None
     recorded_at: str | None = None           # ISO 8601 UTC, when the source says
     recorded_from: str | None = None         # where recorded_at comes from
+    lacks: tuple[str, ...] = ()              # what the source never recorded: request, status, response-headers…
+    framing: str = "joined"                  # joined | data-lines-only (one SSE data JSON per line, no envelope)
 
     def response_header(self, name: str) -> str | None:
         lname = name.lower()
@@ -85,7 +89,7 @@ class RawInteraction:
 
 @dataclass
 class SourceRecording:
-    format: str                              # "vcrpy" | "ruby-vcr" | "httprr"
+    format: str                              # vcrpy | ruby-vcr | httprr | json-body | sse-body | chunk-lines
     interactions: list[RawInteraction]
     compressed: bool = False                 # the file itself was .gz
 
@@ -231,15 +235,16 @@ def _decode_body(value: Any, headers: list[tuple[str, str]], what: str) -> Body:
         return Body("empty")
     if isinstance(value, str):
         data = value.encode("utf-8")
-        return Body("string", _cap(data, what))
+        return Body("string", _cap(data, what), source_len=len(data))
     if isinstance(value, bytes):
         encoding = _content_encoding(headers)
         if value[:2] == b"\x1f\x8b" and ("gzip" in encoding or not encoding):
             return Body("gzip", gunzip_capped(value, what=what),
-                        note="gzip-compressed in the source; stored decompressed")
+                        note="gzip-compressed in the source; stored decompressed", source_len=len(value))
         if encoding in ("br", "deflate", "zstd"):
-            return Body("binary", _cap(value, what), note=f"still {encoding}-encoded: not decodable here")
-        return Body("binary", _cap(value, what))
+            return Body("binary", _cap(value, what), note=f"still {encoding}-encoded: not decodable here",
+                        source_len=len(value))
+        return Body("binary", _cap(value, what), source_len=len(value))
     raise RecordingError(f"{what} is {type(value).__name__}, not text or bytes")
 
 
@@ -341,7 +346,8 @@ def _ruby_body(raw: Any, headers: list[tuple[str, str]], what: str) -> Body:
             data = base64.b64decode("".join(str(raw["base64_string"]).split()), validate=True)
         except (binascii.Error, ValueError) as exc:
             raise RecordingError(f"{what}: base64_string is not base64: {exc}") from None
-        return _decode_body(data, headers, what) if data[:2] == b"\x1f\x8b" else Body("binary", _cap(data, what))
+        return (_decode_body(data, headers, what) if data[:2] == b"\x1f\x8b"
+                else Body("binary", _cap(data, what), source_len=len(data)))
     body = _decode_body(raw.get("string"), headers, what)
     encoding = str(raw.get("encoding") or "").upper()
     if body.form == "string" and encoding not in ("", "UTF-8", "US-ASCII", "ASCII-8BIT"):
@@ -457,6 +463,76 @@ def read_httprr(data: bytes) -> list[RawInteraction]:
     return out
 
 
+# -- body-only files (prism-php/prism *.json / *.sse, vercel/ai *.chunks.txt / *.json) -----------------------
+
+BODY_ONLY_LACKS = ("request", "request-headers", "status", "response-headers")
+CHUNK_LINES_SUFFIX = ".chunks.txt"
+BODY_SUFFIXES = (".json", ".sse", CHUNK_LINES_SUFFIX)
+
+
+def _body_only(data: bytes, lacks: tuple[str, ...], framing: str) -> RawInteraction:
+    """One interaction whose only recorded part is the response body: request, status and headers unknown."""
+    body = Body("string", _cap(data, "body"), source_len=len(data)) if data else Body("empty")
+    return RawInteraction(0, "POST", "", [], Body("empty"), None, [], body, None, None, None,
+                          lacks=lacks, framing=framing)
+
+
+def read_json_body(data: bytes) -> list[RawInteraction]:
+    """A raw JSON response body (prism-php/prism *.json, vercel/ai *.json): must parse as a JSON object."""
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise RecordingError(f"JSON body file is not UTF-8 (byte {exc.start})") from None
+    except (ValueError, RecursionError) as exc:
+        raise RecordingError(f"JSON body file does not parse: {_one_line(exc)}") from None
+    if not isinstance(doc, dict):
+        raise RecordingError(f"JSON body file holds a {type(doc).__name__}, not a response object")
+    return [_body_only(data, BODY_ONLY_LACKS, "joined")]
+
+
+def read_sse_body(data: bytes) -> list[RawInteraction]:
+    """A raw streamed body (prism-php/prism *.sse): SSE text with at least one `data:` line."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecordingError(f"SSE body file is not UTF-8 (byte {exc.start})") from None
+    if not re.search(r"(?m)^data:", text):
+        raise RecordingError("SSE body file has no 'data:' line: not a streamed body")
+    return [_body_only(data, BODY_ONLY_LACKS, "joined")]
+
+
+def read_chunk_lines(data: bytes) -> list[RawInteraction]:
+    """vercel/ai *.chunks.txt: one chunk JSON object per line, the SSE envelope gone. Every line must parse."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecordingError(f"chunk file is not UTF-8 (byte {exc.start})") from None
+    lines = [(n, line) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
+    if not lines:
+        raise RecordingError("chunk file holds no chunk")
+    for n, line in lines:
+        try:
+            obj = json.loads(line)
+        except (ValueError, RecursionError) as exc:
+            raise RecordingError(f"line {n} is not a JSON chunk: {_one_line(exc)}") from None
+        if not isinstance(obj, dict):
+            raise RecordingError(f"line {n} holds a {type(obj).__name__}, not a chunk object")
+    return [_body_only(data, (*BODY_ONLY_LACKS, "sse-envelope"), "data-lines-only")]
+
+
+def chunk_lines(body: bytes) -> list[bytes]:
+    """The non-empty lines of a data-lines-only body (each one chunk's JSON)."""
+    return [line.rstrip(b"\r") for line in body.split(b"\n") if line.strip()]
+
+
+def read_body_file(name: str, data: bytes) -> SourceRecording:
+    if name.endswith(CHUNK_LINES_SUFFIX):
+        return SourceRecording("chunk-lines", read_chunk_lines(data))
+    if name.endswith(".sse"):
+        return SourceRecording("sse-body", read_sse_body(data))
+    return SourceRecording("json-body", read_json_body(data))
+
+
 # -- entry point ------------------------------------------------------------------------------------------------
 
 def read_recording(name: str, data: bytes) -> SourceRecording:
@@ -467,6 +543,8 @@ def read_recording(name: str, data: bytes) -> SourceRecording:
         compressed = True
     if len(data) > MAX_FILE_BYTES:
         raise RecordingError(f"file is {len(data):,} bytes, over the {MAX_FILE_BYTES:,} cap")
+    if name.removesuffix(".gz").endswith(BODY_SUFFIXES):
+        return read_body_file(name.removesuffix(".gz"), data)
     if data.startswith(HTTPRR_MAGIC):
         return SourceRecording("httprr", read_httprr(data), compressed)
     try:
@@ -478,8 +556,8 @@ def read_recording(name: str, data: bytes) -> SourceRecording:
         return SourceRecording("ruby-vcr", read_ruby_vcr(doc), compressed)
     if isinstance(doc, dict) and "interactions" in doc:
         return SourceRecording("vcrpy", read_vcrpy(doc), compressed)
-    raise RecordingError("not a recording this importer reads (vcrpy 'interactions', Ruby VCR "
-                         "'http_interactions', or an httprr trace)")
+    raise RecordingError("unknown recorder: not a recording this importer reads (vcrpy 'interactions', Ruby VCR "
+                         "'http_interactions', an httprr trace, or a *.json / *.sse / *.chunks.txt body file)")
 
 
 def url_parts(url: str) -> tuple[str, str]:

@@ -13,15 +13,20 @@ A data file (format `oaicompat_imported: 1`):
     interactions:
       - index: 3                       # position in the source file
         recorded_at: 2026-06-08T18:45:36Z | null
-        framing: joined                # chunk boundaries unknown: no source keeps them
+        framing: joined | data-lines-only   # chunk boundaries unknown; data-lines-only: one chunk JSON per line
         excluded: null | "why"         # kept for the record, never run as evidence
+    body_edited: null | "why"      # the body is not what the vendor sent (Content-Length, recorder table)
+    body_reserialised: null | "why"  # the JSON's meaning is the vendor's, its bytes are not
+    lacks: [request, request-headers, status, response-headers, sse-envelope]   # what the source never kept
+    status_assumed: {status, why}  # body-only files: the status their source replays them with
         notes: [...]                   # what the recorder / the import did to this interaction
         request:  {method, url, path, headers: [[k, v]…], body_form, body | body_base64 | body_parsed}
         response: {status, http_version, headers, body_form, body | body_base64 | body_parsed}
 
 The bytes are the source file's bytes (gzip/base64 forms decoded). The only change is secret scrubbing
 (credential headers → [REDACTED], key-like strings → [REDACTED]), listed per interaction in `notes` and in
-PROVENANCE.yaml. Every write is atomic (temp file + os.replace) and verified by reading it back.
+PROVENANCE.yaml. Every file of an import is staged in a temporary folder, verified by reading it back, and
+renamed into place only when all of them are ready. What each source's recorder changes: profiles.py.
 """
 
 from __future__ import annotations
@@ -41,26 +46,26 @@ from typing import Any
 import yaml
 
 from ..exchange import Chunk, Exchange, Framing, Request
+from ..fileio import atomic_write_text, dump_yaml
 from ..scrub import REDACTED, SECRET_HEADERS, redact_keylike
 from .formats import (
     MAX_FILE_BYTES,
     Body,
     RawInteraction,
     RecordingError,
+    chunk_lines,
     load_yaml,
     read_recording,
 )
-from .vendors import model_of, relative_path, sniff_vendor, vendor_for_url
+from .profiles import IMPORT_SECRET_HEADERS, PROFILES, PathRule, RecorderProfile, profile_for
+from .vendors import API_ENDPOINTS, model_of, relative_path, sniff_vendor, vendor_for_url
+
+__all__ = ["IMPORT_SECRET_HEADERS", "PROFILES", "RecorderProfile", "profile_for"]   # re-exported (profiles.py)
 
 FORMAT_VERSION = 1
 PROVENANCE_VERSION = 1
 PERMISSIVE_LICENSES = ("MIT", "Apache-2.0", "BSD-2-Clause", "BSD-3-Clause")
 
-# headers whose values are secrets or account identifiers, beyond oaicompat.scrub.SECRET_HEADERS
-IMPORT_SECRET_HEADERS = SECRET_HEADERS | frozenset({
-    "anthropic-organization-id", "x-organization-id", "openai-organization-id", "x-api-token", "api-token",
-    "x-goog-user-project", "x-amz-security-token", "x-auth-token",
-})
 # key shapes redact_keylike does not know (Perplexity, Cerebras, Fireworks, Hugging Face, NVIDIA, AWS, Google
 # OAuth), and account identifiers (OpenAI org-/proj_ ids, OpenRouter/Clerk user_ ids in error bodies)
 _EXTRA_KEYLIKE = re.compile(
@@ -75,130 +80,6 @@ def redact_text(text: str) -> str:
     text = redact_keylike(text)
     text = _EXTRA_KEYLIKE.sub(REDACTED, text)
     return _SECRET_QUERY.sub(lambda m: m.group(1) + REDACTED, text)
-
-
-# -- what each source project's recorder is known to change (public-recordings.md §0) ---------------------
-
-@dataclass(frozen=True)
-class RecorderProfile:
-    repo: str
-    recorder: str
-    config: str                                 # where the recorder's configuration lives in the source repo
-    changes: tuple[str, ...]                    # for PROVENANCE.yaml
-    dropped_headers: tuple[str, ...] = ()       # response header names (or prefixes ending in '*') not kept
-    rewritten_headers: tuple[str, ...] = ()     # response header names whose values were replaced
-    all_header_values_rewritten: bool = False
-    body_placeholders: tuple[str, ...] = ()     # strings the recorder substitutes into bodies
-    placeholder_pattern: str | None = None      # regex of such strings
-    known: bool = True
-
-    def header_trustworthy(self, name: str) -> bool:
-        """Whether a response header, as stored, says what the vendor sent (name and value)."""
-        lname = name.lower()
-        if self.all_header_values_rewritten or lname in IMPORT_SECRET_HEADERS:
-            return False
-        if lname in self.rewritten_headers:
-            return False
-        for d in self.dropped_headers:
-            if (d.endswith("*") and lname.startswith(d[:-1])) or lname == d:
-                return False
-        return True
-
-    @property
-    def header_names_complete(self) -> bool:
-        return not self.dropped_headers and not self.all_header_values_rewritten and self.known
-
-    def placeholder_in(self, text: str) -> str | None:
-        for p in self.body_placeholders:
-            if p in text:
-                return p
-        if self.placeholder_pattern:
-            m = re.search(self.placeholder_pattern, text)
-            if m:
-                return m.group(0)
-        return None
-
-
-_RUBY_LLM_PLACEHOLDERS = (
-    "<MASSIVE_TEXT>", "<GOOGLE_CLOUD_LOCATION>", "<GOOGLE_CLOUD_PROJECT>", "<AWS_REGION>", "<OLLAMA_API_BASE>",
-    "<GPUSTACK_API_BASE>", "<X_REQUEST_ID>", "<REQUEST_ID>", "<CF_RAY>", "<OPENAI_ORGANIZATION>", "<OPENAI_PROJECT>",
-    "<ANTHROPIC_ORGANIZATION_ID>", "<GOOGLE_REFRESH_TOKEN>", "<GOOGLE_CLIENT_ID>", "<GOOGLE_CLIENT_SECRET>",
-    "<GOOGLE_ACCESS_TOKEN>", "<GOOGLE_ID_TOKEN>", "<GOOGLE_BEARER_TOKEN>", "<AWS_SIGV4_SIGNATURE>", "<COOKIE>",
-    "<AUTH_TOKEN>",
-)
-
-PROFILES: dict[str, RecorderProfile] = {p.repo.lower(): p for p in (
-    RecorderProfile(
-        "pydantic/pydantic-ai", "vcrpy (pytest-recording) with a custom serializer",
-        "tests/json_body_serializer.py, tests/conftest.py (vcr_config)",
-        (("JSON bodies (content-type application/json) are parsed and stored as a YAML mapping `parsed_body`: "
-         "the original bytes, key order and spacing are lost and every string is smart-quote→ASCII and NFKC "
-         "normalised. oaicompat keeps such responses for the record but excludes them from evidence."),
-         "gzip/br bodies are decompressed; content-encoding is removed and content-length recomputed.",
-         "text/event-stream bodies are kept verbatim as one decoded string (chunk boundaries lost).",
-         ("Header names are lower-cased; every x-*, cf-*, anthropic-* header and date, server, request-id, "
-         "set-cookie, user-agent, via, authorization, cookie, openai-organization, openai-project and api-key "
-         "are dropped.")),
-        dropped_headers=("x-*", "cf-*", "anthropic-*", "date", "server", "request-id", "set-cookie", "user-agent",
-                         "via", "authorization", "cookie", "openai-organization", "openai-project", "api-key",
-                         "content-encoding", "content-length")),
-    RecorderProfile(
-        "crmne/ruby_llm", "Ruby VCR (webmock)", "spec/support/vcr_configuration.rb",
-        ("Bodies are kept verbatim; non-UTF-8 bodies (most streams) as `!binary` base64, i.e. exact bytes.",
-         ("filter_sensitive_data replaces these strings everywhere in an interaction, bodies included: API keys "
-         "→ <VENDOR_API_KEY>, the X-Request-Id / Request-Id / Cf-Ray values, 'a'×1,000,000 → <MASSIVE_TEXT>, "
-         "and the *default* values 'global' → <GOOGLE_CLOUD_LOCATION>, 'us-west-2' → <AWS_REGION>, "
-         "'test-project' → <GOOGLE_CLOUD_PROJECT>, the Ollama/GPUStack base URLs. oaicompat excludes any "
-         "interaction whose body holds such a placeholder."),
-         "Authorization becomes 'Bearer <AUTH_TOKEN>'; Set-Cookie values become <COOKIE>.",
-         "All other headers (Date, Server, X-Ppl-Region, rate limits…) are kept."),
-        rewritten_headers=("set-cookie", "cf-ray", "x-request-id", "request-id", "openai-organization",
-                           "openai-project", "anthropic-organization-id"),
-        body_placeholders=_RUBY_LLM_PLACEHOLDERS, placeholder_pattern=r"<[A-Z][A-Z0-9_]*_API_(?:KEY|BASE)>"),
-    RecorderProfile(
-        "traceloop/openllmetry", "vcrpy (pytest-recording)", "packages/*/tests/conftest.py (vcr_config)",
-        (("Only the authorization (and in some packages api-key) request header is filtered; response headers "
-         "are complete."),
-         ("Some packages keep gzip bodies as raw !!binary bytes (decompressed on import), others set "
-         "decode_compressed_response (vcrpy then drops content-encoding). Bodies are otherwise untouched."),
-         "localhost:5002 cassettes come from an Express mock, not a vendor (never imported)."),
-        rewritten_headers=()),
-    RecorderProfile(
-        "simonw/llm", "vcrpy (pytest-recording)", "tests/conftest.py (vcr_config)",
-        ("filter_headers removes Authorization only; bodies and response headers are untouched.",
-         ("The test_tools_streaming_variant_* cassettes carry an api.openai.com URI over OpenRouter traffic: "
-         "the host was rewritten; oaicompat files them under openrouter (see notes).")),),
-    RecorderProfile(
-        "tmc/langchaingo", "Go httprr (internal/httprr)", "internal/httprr/rr.go",
-        ("Whole request and response as HTTP/1.1 text; body bytes exact.",
-         ("The response is re-emitted by Go's http.Response.Write: header names canonicalised, Content-Length "
-         "replaces chunked framing, Cf-Ray and Set-Cookie removed, Openai-Organization → lcgo-tst."),
-         "Request Authorization → 'Bearer test-api-key'; User-Agent → langchaingo-httprr."),
-        dropped_headers=("cf-ray", "set-cookie", "transfer-encoding", "content-length"),
-        rewritten_headers=("openai-organization",)),
-    RecorderProfile(
-        "Mirascope/mirascope", "vcrpy (pytest-recording)", "python/tests/e2e/conftest.py (sanitize_request)",
-        (("before_record_request replaces the request headers authorization, x-api-key, x-goog-api-key, "
-         "anthropic-organization-id, cookie, http-referer, x-title with <filtered>."),
-         "Responses are stored as received: raw gzip bytes (decompressed on import) and full headers."),),
-    RecorderProfile(
-        "crewAIInc/crewAI", "vcrpy (pytest-recording)", "lib/crewai/tests/conftest.py",
-        ("before_record_response drops every response with status >= 400 and decodes gzip.",
-         "Rate-limit, request-id, cf-ray and other headers are replaced with …-XXX placeholders."),
-        all_header_values_rewritten=True),
-    RecorderProfile(
-        "langchain-ai/langchain", "vcrpy, gzip-compressed cassettes (.yaml.gz)", "libs/partners/*/tests/conftest.py",
-        ("Every header value is replaced with **REDACTED**; bodies are untouched.",),
-        all_header_values_rewritten=True),
-)}
-
-
-def profile_for(repo: str) -> RecorderProfile:
-    found = PROFILES.get(repo.lower())
-    if found is not None:
-        return found
-    return RecorderProfile(repo, "unknown", "", (("What this project's recorder changes is not known to oaicompat: "
-                                                 "header-dependent checks do not run on it."),), known=False)
 
 
 # -- licences -------------------------------------------------------------------------------------------------
@@ -252,48 +133,6 @@ def parse_source(spec: str) -> tuple[str, str]:
     if not m:
         raise RecordingError(f"--source {spec!r} is not owner/repo@commit (commit: 7 to 40 hex digits)")
     return m.group(1), m.group(2).lower()
-
-
-# -- YAML output ------------------------------------------------------------------------------------------------
-
-try:
-    _BaseDumper: type = yaml.CSafeDumper
-except AttributeError:  # pragma: no cover
-    _BaseDumper = yaml.SafeDumper
-
-
-class _Dumper(_BaseDumper):  # type: ignore[misc,valid-type]
-    def ignore_aliases(self, data: Any) -> bool:   # never emit anchors/aliases
-        return True
-
-
-def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    if "\n" in value and not any(c in value for c in "\r\x85\u2028\u2029\t\ufeff") \
-            and not value.startswith((" ", "\n")) and not any(line.endswith(" ") for line in value.split("\n")):
-        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value)
-
-
-_Dumper.add_representer(str, _str_representer)
-
-
-def dump_yaml(doc: Any) -> str:
-    return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100_000)
-
-
-def write_atomic(path: Path, data: str | bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)   # mkstemp makes 0600; these are repository files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # -- scrubbing ------------------------------------------------------------------------------------------------------
@@ -392,9 +231,7 @@ class ImportResult:
 
 
 def _exclusion(raw: RawInteraction, profile: RecorderProfile) -> str | None:
-    if raw.response_body.is_parsed:
-        return ("the recorder re-serialised the response body (parsed_body: key order, spacing and string "
-                "normalisation are not the vendor's)")
+    """Why an interaction can never stand for what the vendor sent (kept for the record only)."""
     if raw.response_body.form == "binary" and "not decodable" in raw.response_body.note:
         return f"response body {raw.response_body.note}"
     for where, body in (("request", raw.request_body), ("response", raw.response_body)):
@@ -410,48 +247,155 @@ def _exclusion(raw: RawInteraction, profile: RecorderProfile) -> str | None:
     return None
 
 
+# gzip adds at most a header, a trailer and 5 bytes per 16 KiB stored block to what it compresses
+def _gzip_ceiling(decoded_len: int) -> int:
+    return decoded_len + 64 + 5 * (decoded_len // 16384 + 1)
+
+
+def length_contradiction(raw: RawInteraction) -> str | None:
+    """A response body whose length contradicts the recorded Content-Length (after content-encoding)."""
+    body = raw.response_body
+    declared = (raw.response_header("content-length") or "").strip()
+    if not declared.isdigit() or raw.method == "HEAD" or raw.status in (204, 304) or body.is_parsed:
+        return None
+    if body.note.startswith("source body encoding"):   # Psych re-encoded the text: byte counts differ anyway
+        return None
+    want = int(declared)
+    stored = body.source_len if body.source_len is not None else len(body.data)
+    encoding = (raw.response_header("content-encoding") or "").strip().lower()
+    still_encoded = body.form == "gzip" or "encoded" in body.note
+    if encoding and encoding != "identity" and not still_encoded:
+        # the source keeps the decoded bytes but the header counts the encoded ones: only a body too small to
+        # have been compressed to that length is a contradiction
+        if encoding == "gzip" and _gzip_ceiling(len(body.data)) < want:
+            return (f"content-length says {want} bytes ({encoding}), stored body is {len(body.data)} decoded "
+                    f"bytes: no gzip of it is that long")
+        return None
+    if want != stored:
+        return f"content-length says {want} bytes, stored body is {stored}"
+    return None
+
+
+def body_edited(raw: RawInteraction, rule: PathRule | None) -> str | None:
+    """Why the stored response body is not the one the vendor sent: a profile rule, or its own Content-Length."""
+    found = length_contradiction(raw)
+    if rule is not None and rule.body_edited:
+        return f"{rule.body_edited}; {found}" if found else rule.body_edited
+    return found
+
+
+def body_reserialised(raw: RawInteraction, framing: str, rule: PathRule | None = None) -> str | None:
+    """Why the body's bytes are not the vendor's although its JSON meaning is (a recorder re-serialised it)."""
+    if rule is not None and rule.body_reserialised:
+        return rule.body_reserialised
+    if raw.response_body.is_parsed:
+        return ("the recorder parsed the JSON body and stored the structure (parsed_body): key order, spacing and "
+                "string normalisation are not the vendor's; only the JSON's meaning is")
+    if framing == "data-lines-only":
+        return ("one chunk JSON per line, written back out by the source's fixture script: the SSE envelope "
+                "(data: prefixes, blank lines, comments, [DONE]) is gone")
+    return None
+
+
+_CHAT_OBJECTS = {"chat.completion": "/chat/completions", "chat.completion.chunk": "/chat/completions"}
+
+
+def _body_only_path(raw: RawInteraction) -> str:
+    """The endpoint a body-only file answered, read from the response's `object` (the only thing recorded)."""
+    text = raw.response_body.data.decode("utf-8", "replace")
+    lines = [text] if raw.framing == "joined" and not text.lstrip().startswith(("data:", ":")) else []
+    if not lines:
+        lines = [ln[5:].strip() if ln.startswith("data:") else ln for ln in text.split("\n")]
+    for line in lines:
+        try:
+            obj = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(obj, dict) and obj.get("object") in _CHAT_OBJECTS:
+            return _CHAT_OBJECTS[obj["object"]]
+        if isinstance(obj, dict) and "choices" in obj:
+            return "/chat/completions"
+    raise RecordingError("a body-only file that is not a chat completion (no `object: chat.completion[.chunk]` "
+                         "or `choices`): the endpoint it answered is unknown; not imported")
+
+
+def _api_call_of(url: str, url_vendor: str | None, vendor: str) -> bool:
+    """With --vendor: a request to another known vendor, or to no API endpoint (a licence page, an image
+    download the test fetched) is not that vendor's traffic."""
+    if url_vendor is not None and url_vendor != vendor:
+        return False
+    return relative_path(url, vendor) in API_ENDPOINTS or relative_path(url, vendor).startswith("/models/")
+
+
+STATUS_ASSUMED = ("not recorded; the source's tests replay this body as an HTTP 200 reply, and its recorder "
+                  "saves successful replies")
+
+
 def build_stored(raw_interactions: list[RawInteraction], *, source: Source, vendor_override: str | None,
-                 recorded_at: str | None) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+                 recorded_at: str | None, source_path: str = "") -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
     """Group interactions by vendor as stored dicts. Returns (vendor → interactions, skipped messages)."""
     by_vendor: dict[str, list[dict[str, Any]]] = {}
     skipped: list[str] = []
     profile = source.profile
+    rule = profile.rule_for(source_path)
     for raw in raw_interactions:
         notes: list[str] = []
-        url_vendor = vendor_for_url(raw.url)
+        body_only = "request" in raw.lacks
+        if body_only and vendor_override is None:
+            raise RecordingError("a body-only file records no host: pass --vendor to name the vendor it answered")
+        url_vendor = None if body_only else vendor_for_url(raw.url)
+        if vendor_override and not body_only and not _api_call_of(raw.url, url_vendor, vendor_override):
+            skipped.append(f"interaction {raw.index}: {raw.method} {redact_text(raw.url)} is not an API call of "
+                           f"{vendor_override} (another host, or no API endpoint); skipped")
+            continue
         vendor = vendor_override or url_vendor
         if vendor_override is None:
             text = "" if raw.response_body.is_parsed else raw.response_body.data[:200_000].decode("utf-8", "replace")
             vendor, sniff_note = sniff_vendor(url_vendor, text)
             if sniff_note:
                 notes.append(sniff_note)
+        if rule is not None and rule.host_rewritten:
+            notes.append(f"recorder profile: {rule.host_rewritten}")
         if vendor is None:
             skipped.append(f"interaction {raw.index}: {raw.method} {redact_text(raw.url)} is not a hosted vendor "
                            f"oaicompat knows; skipped (pass --vendor to file it)")
             continue
+        framing = (rule.framing if rule is not None and rule.framing else None) or raw.framing
         excluded = _exclusion(raw, profile)
         url = redact_text(raw.url)
         if url != raw.url:
             notes.append("scrubbed: secret in the request URL")
-        request = {"method": raw.method, "url": url, "path": relative_path(url, vendor),
-                   "headers": _scrub_headers(raw.request_headers, "request", notes),
-                   **_body_fields(raw.request_body, "request", notes)}
+        if body_only:
+            path = _body_only_path(raw)
+            notes.append(f"body-only file: no request, status or headers were recorded; the endpoint {path} is "
+                         f"read from the response's object")
+            request: dict[str, Any] = {"method": None, "url": None, "path": path, "headers": [], "body_form": "unknown"}
+        else:
+            request = {"method": raw.method, "url": url, "path": relative_path(url, vendor),
+                       "headers": _scrub_headers(raw.request_headers, "request", notes),
+                       **_body_fields(raw.request_body, "request", notes)}
         response = {"status": raw.status, "http_version": raw.http_version,
                     "headers": _scrub_headers(raw.response_headers, "response", notes),
                     **_body_fields(raw.response_body, "response", notes)}
         if raw.request_body.is_parsed:
             notes.append("request body: only its parsed structure survives; request features are read from it")
         when, when_from = _recording_date(raw, recorded_at)
-        by_vendor.setdefault(vendor, []).append({
+        item: dict[str, Any] = {
             "index": raw.index,
             "recorded_at": when,
             "recorded_at_from": when_from,
-            "framing": "joined",
+            "framing": framing,
             "excluded": excluded,
+            "body_edited": body_edited(raw, rule),
+            "body_reserialised": body_reserialised(raw, framing, rule),
+            "lacks": list(raw.lacks),
             "notes": notes,
             "request": request,
             "response": response,
-        })
+        }
+        if body_only:
+            item["status_assumed"] = {"status": 200, "why": STATUS_ASSUMED}
+        by_vendor.setdefault(vendor, []).append(item)
     return by_vendor, skipped
 
 
@@ -494,11 +438,16 @@ def _verify_roundtrip(text: str, doc: dict[str, Any], path: Path) -> None:
 
 def import_file(path: Path, *, source: Source, source_path: str, out_root: Path,
                 vendor_override: str | None = None, recorded_at: str | None = None,
-                now: str | None = None, data: bytes | None = None) -> ImportResult:
-    """Import one source file: read, scrub, flag, write per vendor + provenance + licence. Never half-writes."""
+                now: str | None = None, data: bytes | None = None, selection: str | None = None) -> ImportResult:
+    """Import one source file: read, scrub, flag, write per vendor + provenance + licence. Never half-writes:
+    every file is staged in a temporary folder under out_root and renamed into place only when all are ready."""
     result = ImportResult(str(path), source_path)
     now = now or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     try:
+        rule = source.profile.rule_for(source_path)
+        if rule is not None and rule.synthetic:
+            raise RecordingError(f"the recorder profile of {source.repo} marks this file synthetic "
+                                 f"({rule.synthetic}): not vendor traffic")
         if data is None:
             size = path.stat().st_size
             if size > MAX_FILE_BYTES:
@@ -506,52 +455,86 @@ def import_file(path: Path, *, source: Source, source_path: str, out_root: Path,
             data = path.read_bytes()
         recording = read_recording(path.name, data)
         sha = hashlib.sha256(data).hexdigest()
-        by_vendor, skipped = build_stored(recording.interactions, source=source,
-                                          vendor_override=vendor_override, recorded_at=recorded_at)
+        by_vendor, skipped = build_stored(recording.interactions, source=source, vendor_override=vendor_override,
+                                          recorded_at=recorded_at, source_path=source_path)
         result.skipped = skipped
         if not by_vendor:
             raise RecordingError("no interaction with a hosted vendor oaicompat knows")
-        # prepare every file first, then write: a failure before the first write leaves nothing behind
-        plans: list[tuple[Path, str, dict[str, Any], dict[str, Any]]] = []
-        for vendor, interactions in sorted(by_vendor.items()):
-            folder = out_root / vendor / source.slug
-            prov_path = folder / "PROVENANCE.yaml"
-            prov = read_provenance(prov_path) or new_provenance(source)
-            twin = next((f.get("path") for f in prov.get("files", [])
-                         if f.get("sha256") == sha and f.get("path") != source_path), None)
-            if twin:   # test suites often commit the same cassette under several names: count it once
-                result.duplicate_of = twin
-                return result
-            name = _unique_name(prov, source_path)
-            doc = {
-                "oaicompat_imported": FORMAT_VERSION,
-                "vendor": vendor,
-                "source": {"repo": source.repo, "commit": source.commit, "path": source_path,
-                           "license": source.license, "format": recording.format, "sha256": sha,
-                           "compressed": recording.compressed},
-                "imported_at": now,
-                "interactions": interactions,
-            }
-            unchanged = _same_import(folder / name, doc)
-            if unchanged:
-                doc["imported_at"] = unchanged
-            text = dump_yaml(doc)
-            _verify_roundtrip(text, doc, folder / name)
-            entry = _provenance_entry(doc, name, skipped)
-            prov = _merge_provenance(prov, source, entry)
-            plans.append((folder, name, doc, prov))
-            result.interactions += len(interactions)
-            result.excluded += sum(1 for i in interactions if i["excluded"])
-        for folder, name, doc, prov in plans:
-            write_license(folder, source)
-            _write_if_changed(folder / name, dump_yaml(doc))
-            _write_if_changed(folder / "PROVENANCE.yaml", dump_yaml(prov))
-            result.written.append(folder / name)
+        plans = _plan(by_vendor, source=source, source_path=source_path, out_root=out_root, sha=sha,
+                      fmt=recording.format, compressed=recording.compressed, now=now, skipped=skipped,
+                      selection=selection, result=result)
+        if plans is None:
+            return result
+        _commit_staged(plans, out_root, source)
+        result.written.extend(folder / name for folder, name, _doc, _prov in plans)
     except RecordingError as exc:
         result.error = str(exc)
     except OSError as exc:
         result.error = f"cannot read or write: {exc.strerror or exc}"
     return result
+
+
+def _plan(by_vendor: dict[str, list[dict[str, Any]]], *, source: Source, source_path: str, out_root: Path,
+          sha: str, fmt: str, compressed: bool, now: str, skipped: list[str], selection: str | None,
+          result: ImportResult) -> list[tuple[Path, str, dict[str, Any], dict[str, Any]]] | None:
+    """Every file to write, verified; None when the source file is a byte-identical twin of an imported one."""
+    plans: list[tuple[Path, str, dict[str, Any], dict[str, Any]]] = []
+    for vendor, interactions in sorted(by_vendor.items()):
+        folder = out_root / vendor / source.slug
+        prov_path = folder / "PROVENANCE.yaml"
+        prov = read_provenance(prov_path) or new_provenance(source)
+        twin = next((f.get("path") for f in prov.get("files", [])
+                     if f.get("sha256") == sha and f.get("path") != source_path), None)
+        if twin:   # test suites often commit the same cassette under several names: count it once
+            result.duplicate_of = twin
+            return None
+        name = _unique_name(prov, source_path)
+        doc = {
+            "oaicompat_imported": FORMAT_VERSION,
+            "vendor": vendor,
+            "source": {"repo": source.repo, "commit": source.commit, "path": source_path,
+                       "license": source.license, "format": fmt, "sha256": sha, "compressed": compressed},
+            "imported_at": now,
+            "interactions": interactions,
+        }
+        unchanged = _same_import(folder / name, doc)
+        if unchanged:
+            doc["imported_at"] = unchanged
+        _verify_roundtrip(dump_yaml(doc), doc, folder / name)
+        prov = _merge_provenance(prov, source, _provenance_entry(doc, name, skipped), selection)
+        plans.append((folder, name, doc, prov))
+        result.interactions += len(interactions)
+        result.excluded += sum(1 for i in interactions if i["excluded"] or i.get("body_edited"))
+    return plans
+
+
+def _commit_staged(plans: list[tuple[Path, str, dict[str, Any], dict[str, Any]]], out_root: Path,
+                   source: Source) -> None:
+    """Write every planned file into a staging folder, then rename each into place (nothing half-written)."""
+    out_root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out_root))
+    try:
+        moves: list[tuple[Path, Path]] = []
+        for folder, name, doc, prov in plans:
+            rel = folder.relative_to(out_root)
+            files = {name: dump_yaml(doc), "PROVENANCE.yaml": dump_yaml(prov),
+                     f"LICENSE.{source.slug}": source.license_text}
+            if source.notice_text is not None:
+                files[f"NOTICE.{source.slug}"] = source.notice_text
+            for fname, text in files.items():
+                target = folder / fname
+                if target.exists() and target.read_text(encoding="utf-8", errors="replace") == text:
+                    continue
+                staged = staging / rel / fname
+                atomic_write_text(staged, text, mode=0o644)
+                moves.append((staged, target))
+        for staged, target in moves:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged, target)
+    finally:
+        for p in sorted(staging.rglob("*"), reverse=True):
+            p.unlink() if p.is_file() else p.rmdir()
+        staging.rmdir()
 
 
 # -- provenance ---------------------------------------------------------------------------------------------
@@ -566,14 +549,18 @@ def new_provenance(source: Source) -> dict[str, Any]:
         "license_file": f"LICENSE.{source.slug}",
         "license_origin": source.license_origin,
         "notice_file": f"NOTICE.{source.slug}" if source.notice_text else None,
-        "recorder": {"name": p.recorder, "config": p.config, "known": p.known, "changes": list(p.changes)},
+        "recorder": _recorder_info(p),
         "oaicompat_changes": [
             ("Nothing but secrets: credential headers (oaicompat.scrub.SECRET_HEADERS and account-id headers) "
             "are replaced by [REDACTED] and key-like strings (oaicompat.scrub.redact_keylike plus further key "
             "shapes and secret URL parameters) by [REDACTED]; each such change is listed in the interaction's "
             "notes and under scrubbed below."),
             ("gzip / base64 / !binary bodies are decoded to their bytes; a body the source kept as a parsed "
-            "structure stays a structure (body_parsed) and such responses are excluded from evidence."),
+            "structure stays a structure (body_parsed, marked body_reserialised: only checks of the JSON's "
+            "meaning read it)."),
+            ("A response body whose length contradicts its recorded Content-Length, or that the recorder profile "
+            "(fixtures/imported/recorders.yaml) says was edited, is kept with body_edited: why; checks that read "
+            "the body do not run on it."),
         ],
         "files": [],
     }
@@ -628,6 +615,7 @@ def _provenance_entry(doc: dict[str, Any], name: str, skipped: list[str]) -> dic
     scrubbed = [f"{what} (interaction{'s' if len(ix) > 1 else ''} {', '.join(map(str, ix))})"
                 for what, ix in counts.items()]
     excluded = [f"interaction {i['index']}: {i['excluded']}" for i in inters if i["excluded"]]
+    edited = [f"interaction {i['index']}: {i['body_edited']}" for i in inters if i.get("body_edited")]
     return {
         "path": doc["source"]["path"],
         "commit": doc["source"]["commit"],
@@ -637,13 +625,20 @@ def _provenance_entry(doc: dict[str, Any], name: str, skipped: list[str]) -> dic
         "interactions": len(inters),
         "recorded_at": (dates[0] if len(dates) == 1 else {"first": dates[0], "last": dates[-1]}) if dates else None,
         "excluded": excluded,
+        "body_edited": edited,
         "scrubbed": scrubbed,
         "skipped": list(skipped),
         "imported_at": doc["imported_at"],
     }
 
 
-def _merge_provenance(prov: dict[str, Any], source: Source, entry: dict[str, Any]) -> dict[str, Any]:
+def _recorder_info(p: RecorderProfile) -> dict[str, Any]:
+    return {"name": p.recorder, "config": p.config, "known": p.known, "sources": list(p.sources),
+            "changes": list(p.changes)}
+
+
+def _merge_provenance(prov: dict[str, Any], source: Source, entry: dict[str, Any],
+                      selection: str | None = None) -> dict[str, Any]:
     if prov.get("repository", "").lower() != source.repo.lower():
         raise RecordingError(f"provenance belongs to {prov.get('repository')!r}, not {source.repo!r}")
     if prov.get("license") != source.license:
@@ -651,7 +646,9 @@ def _merge_provenance(prov: dict[str, Any], source: Source, entry: dict[str, Any
                              f"remove the folder and re-import")
     prov = dict(prov)
     p = source.profile
-    prov["recorder"] = {"name": p.recorder, "config": p.config, "known": p.known, "changes": list(p.changes)}
+    prov["recorder"] = _recorder_info(p)
+    if selection and selection not in prov.get("selection", []):
+        prov["selection"] = [*prov.get("selection", []), selection]
     prov["license_origin"] = source.license_origin or prov.get("license_origin")
     if source.notice_text:
         prov["notice_file"] = f"NOTICE.{source.slug}"
@@ -661,32 +658,42 @@ def _merge_provenance(prov: dict[str, Any], source: Source, entry: dict[str, Any
     return prov
 
 
-def _write_if_changed(path: Path, text: str) -> None:
-    if path.exists() and path.read_text(encoding="utf-8", errors="replace") == text:
-        return
-    write_atomic(path, text)
-
-
-def write_license(folder: Path, source: Source) -> None:
-    for name, text in ((f"LICENSE.{source.slug}", source.license_text), (f"NOTICE.{source.slug}", source.notice_text)):
-        if text is None:
-            continue
-        target = folder / name
-        if not target.exists() or target.read_text(encoding="utf-8", errors="replace") != text:
-            write_atomic(target, text)
-
-
 # -- reading stored files back ---------------------------------------------------------------------------------
 
 @dataclass
 class StoredInteraction:
+    """One imported exchange as the evidence runner reads it. Field names are stable (evidence.py reads them).
+
+    excluded           why the exchange can stand for nothing (a recorder placeholder in it): never run
+    body_edited        why the response body is not what the vendor sent (trimmed by a persister, a Content-Length
+                       it contradicts, a profile rule): kept as provenance; checks that read the body do not run
+    body_reserialised  why the body's bytes are not the vendor's although its JSON meaning is (parsed_body,
+                       one chunk per line): checks of exact bytes / spacing / key order do not run
+    framing            joined (one string, chunk boundaries lost) | data-lines-only (chunk JSON per line, no
+                       SSE envelope: no data: prefixes, comments, blank lines or [DONE])
+    lacks              what the source never recorded: request, request-headers, status, response-headers,
+                       sse-envelope. A check that needs one of them does not apply
+    model              the model the request names, else the response; "(none)" when neither does
+    """
     vendor: str
     file: Path
     index: int
-    exchange: Exchange | None     # None when excluded or unreadable
+    exchange: Exchange | None     # None when unreadable
     excluded: str | None
     profile: RecorderProfile
     model: str
+    body_edited: str | None = None
+    body_reserialised: str | None = None
+    framing: str = "joined"
+    lacks: tuple[str, ...] = ()
+
+    @property
+    def status_known(self) -> bool:
+        return "status" not in self.lacks
+
+    @property
+    def request_known(self) -> bool:
+        return "request" not in self.lacks
 
 
 def load_stored_file(path: Path, provenance: dict[str, Any] | None, project_root: Path | None = None
@@ -738,19 +745,41 @@ def _view_headers(rs: dict[str, Any], body: bytes) -> tuple[tuple[tuple[str, str
     return tuple(out), sorted(set(untrusted))
 
 
+def _response_view(rs: dict[str, Any], framing: str) -> tuple[bytes | None, str | None]:
+    """The body bytes the Exchange shows, and how they differ from the stored ones (None: they are the same).
+
+    A parsed body is shown as compact JSON of the stored structure; a data-lines-only body as one SSE event per
+    line (`data: <line>` and a blank line, no [DONE]), so SSE-reading checks see the chunks. The stored file
+    keeps what the source holds; the view is labelled in the Exchange's meta.
+    """
+    raw = body_bytes(rs)
+    if raw is None:
+        return (json.dumps(rs["body_parsed"], ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
+                "compact JSON of the structure the recorder stored (parsed_body)")
+    if framing == "data-lines-only":
+        return (b"".join(b"data: " + line + b"\n\n" for line in chunk_lines(raw)),
+                "SSE view of one-chunk-per-line data: 'data: ' and a blank line around each stored line; the "
+                "source has no envelope, so no comments, no [DONE], and the vendor's line ends are unknown")
+    return raw, None
+
+
 def _stored_to_exchange(inter: dict[str, Any], vendor: str, path: Path, shown: str, src: dict[str, Any],
                         recorder: str, profile: RecorderProfile) -> StoredInteraction:
     rq, rs = inter["request"], inter["response"]
     index = int(inter["index"])
+    framing = str(inter.get("framing") or "joined")
+    lacks = tuple(str(x) for x in inter.get("lacks") or ())
     rq_bytes = body_bytes(rq)
     if rq_bytes is None:   # the source kept only the parsed request: features come from it
         rq_bytes = json.dumps(rq["body_parsed"], ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    request = Request(method=str(rq["method"]).upper(), url=str(rq["url"]), path=str(rq["path"]),
-                      headers=tuple((str(k), str(v)) for k, v in rq.get("headers", [])), body=rq_bytes)
+    request = Request(method=str(rq.get("method") or "POST").upper(), url=str(rq.get("url") or ""),
+                      path=str(rq["path"]), headers=tuple((str(k), str(v)) for k, v in rq.get("headers", [])),
+                      body=rq_bytes)
     excluded = inter.get("excluded")
-    rs_bytes = body_bytes(rs)
-    model = model_of(rq_bytes, (rs_bytes or b"")[:4000].decode("utf-8", "replace"))
+    rs_bytes, view = _response_view(rs, framing)
+    model = model_of(rq_bytes, body_bytes(rs) or rs_bytes or b"", framing)
     short = str(src.get("commit", ""))[:12]
+    edited, reserialised = inter.get("body_edited"), inter.get("body_reserialised")
     meta = {
         "source_repo": src.get("repo"),
         "source_path": src.get("path"),
@@ -763,24 +792,38 @@ def _stored_to_exchange(inter: dict[str, Any], vendor: str, path: Path, shown: s
         "request_body_form": rq.get("body_form"),
         "response_body_form": rs.get("body_form"),
         "notes": list(inter.get("notes") or []),
+        "framing": framing,
+        "lacks": list(lacks),
+        "body_edited": edited,
+        "body_reserialised": reserialised,
     }
-    if rs_bytes is None:
-        excluded = excluded or "the response body is a parsed structure, not bytes"
-        return StoredInteraction(vendor, path, index, None, excluded, profile, model)
+    if view:
+        meta["body_view"] = view
+    assumed = inter.get("status_assumed")
+    status = rs.get("status")
+    if status is None and isinstance(assumed, dict) and assumed.get("status") is not None:
+        status = assumed["status"]
+        meta["status_assumed"] = f"HTTP {status}: {assumed.get('why')}"
     chunks_raw = rs.get("chunks")
-    framing: Framing
+    ex_framing: Framing
     if chunks_raw:   # only if a source ever kept chunk boundaries
         chunks = tuple(Chunk(float(c["t"]), base64.b64decode(c["base64"], validate=True) if "base64" in c
                              else str(c.get("text", "")).encode("utf-8")) for c in chunks_raw)
-        framing = "raw"
+        ex_framing = "raw"
     else:
         chunks = (Chunk(0.0, rs_bytes),) if rs_bytes else ()
-        framing = "joined"
-    status = rs.get("status")
-    headers, untrusted = _view_headers(rs, rs_bytes)
+        ex_framing = "joined"
+    headers, untrusted = _view_headers(rs, rs_bytes if view is None else b"")
+    if view is not None:   # the shown bytes are not the stored ones: length/encoding headers describe neither
+        untrusted += [k.lower() for k, _ in headers if k.lower() in ("content-length", "content-encoding")]
+        headers = tuple((k, v) for k, v in headers if k.lower() not in ("content-length", "content-encoding"))
     untrusted += [k.lower() for k, v in headers if profile.placeholder_in(v)]   # a recorder placeholder value
     meta["untrusted_headers"] = sorted(set(untrusted))
     ex = Exchange(request=request, status=int(status) if status is not None else None,
                   headers=headers, chunks=chunks,
-                  source="imported", framing=framing, http_version=rs.get("http_version"), meta=meta)
-    return StoredInteraction(vendor, path, index, ex, excluded, profile, model)
+                  source="imported", framing=ex_framing, http_version=rs.get("http_version"), meta=meta)
+    if edited and not excluded:
+        # until the runner reads body_edited per check, an edited response body stands for nothing
+        excluded = f"body edited by the recorder ({edited})"
+    return StoredInteraction(vendor, path, index, ex, excluded, profile, model, body_edited=edited,
+                             body_reserialised=reserialised, framing=framing, lacks=lacks)

@@ -42,13 +42,17 @@ VENDOR_HOSTS: tuple[VendorHost, ...] = (
     VendorHost("api.x.ai", "xai", "/v1"),
     VendorHost("api.perplexity.ai", "perplexity", ""),
     VendorHost("api.cerebras.ai", "cerebras", "/v1"),
+    VendorHost("ollama.com", "ollama-cloud", "/v1"),
 )
+# servers people run themselves: recordings of them name localhost or a placeholder, so the importer
+# files them only when told (--vendor)
+SELF_HOSTED_VENDORS = frozenset({"ollama", "gpustack", "vllm"})
 
 _BY_HOST = {v.host: v for v in VENDOR_HOSTS}
-KNOWN_VENDORS = frozenset(v.vendor for v in VENDOR_HOSTS)
+KNOWN_VENDORS = frozenset(v.vendor for v in VENDOR_HOSTS) | SELF_HOSTED_VENDORS
 
 # API paths under a base URL; used when a vendor serves the same API under several prefixes
-_ENDPOINTS = ("/chat/completions", "/completions", "/embeddings", "/models", "/responses", "/messages",
+API_ENDPOINTS = _ENDPOINTS = ("/chat/completions", "/completions", "/embeddings", "/models", "/responses", "/messages",
               "/audio/transcriptions", "/audio/speech", "/images/generations", "/moderations")
 
 
@@ -90,14 +94,45 @@ def sniff_vendor(url_vendor: str | None, response_text: str) -> tuple[str | None
     return url_vendor, None
 
 
-def model_of(request_body: bytes, response_text: str) -> str:
-    """The model the request asked for (else the one the response names); '' when neither says."""
-    for blob in (request_body.decode("utf-8", "replace"), ):
+NO_MODEL = "(none)"     # an exchange that names no model (e.g. GET /models): never the provider's default
+
+
+def _model_field(obj: object) -> str | None:
+    if isinstance(obj, dict) and isinstance(obj.get("model"), str) and obj["model"].strip():
+        return obj["model"][:200]
+    return None
+
+
+def _first_json(text: str, framing: str) -> object:
+    """The response's JSON object: the whole body, else the first SSE data event, else the first chunk line."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        pass
+    for line in text.split("\n"):
+        line = line.strip()
+        if framing != "data-lines-only":
+            if not line.startswith("data:"):
+                continue
+            line = line[5:].strip()
+        if not line or line == "[DONE]":
+            continue
         try:
-            obj = json.loads(blob) if blob else None
-        except ValueError:
-            obj = None
-        if isinstance(obj, dict) and isinstance(obj.get("model"), str) and obj["model"]:
-            return obj["model"]
-    m = re.search(r'"model"\s*:\s*"([^"]{1,200})"', response_text)
-    return m.group(1) if m else ""
+            obj = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(obj, dict) and "model" in obj:
+            return obj
+    return None
+
+
+def model_of(request_body: bytes, response_body: bytes, framing: str = "joined") -> str:
+    """The model the request names, else the one the response names, else NO_MODEL. Never a default."""
+    try:
+        found = _model_field(json.loads(request_body)) if request_body else None
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        found = None
+    if found:
+        return found
+    text = response_body[:2_000_000].decode("utf-8", "replace")
+    return _model_field(_first_json(text, framing)) or NO_MODEL

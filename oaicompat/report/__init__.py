@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from .model import build_report, merge_results
+from .model import build_report, merge_runs
 from .views import Report
 
-__all__ = ["Report", "build_report", "merge_results"]
+__all__ = ["Report", "build_report", "merge_runs"]

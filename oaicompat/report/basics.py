@@ -115,7 +115,9 @@ class Merged:
     sources: list[RunInfo] = field(default_factory=list)
 
 
-def merge_results(docs: Sequence[tuple[str, Mapping[str, Any]]]) -> Merged:
+def merge_runs(docs: Sequence[tuple[str, Mapping[str, Any]]]) -> Merged:
+    """(file name, results document) pairs → the report's Merged view, each record with the run it came from.
+    (oaicompat.nightly.merge_documents instead writes one new results document.)"""
     merged = Merged()
     for name, doc in docs:
         run = RunInfo(name=name, mode=text(doc.get("mode"), 80), started_at=text(doc.get("started_at"), 40),

@@ -27,13 +27,14 @@ from .basics import (
     entries,
     evidence_view,
     matrix_cell,
-    merge_results,
+    merge_runs,
     provenances,
     safe_url,
     slug,
     styled,
     text,
 )
+from .front import build_matrix
 from .pages import provider_page, quirk_pages
 from .views import AreaGroup, Cell, Column, Report, Row, Summary
 
@@ -49,7 +50,7 @@ __all__ = [
     "build_from_merged",
     "build_report",
     "evidence_view",
-    "merge_results",
+    "merge_runs",
     "safe_url",
     "slug",
     "text",
@@ -162,7 +163,7 @@ def _column(name: str, models: Sequence[str], groups: Mapping[str, Sequence[Entr
 def build_report(docs: Sequence[tuple[str, Mapping[str, Any]]], catalogue: Catalogue | None = None,
                  config: ProvidersConfig | None = None, title: str = DEFAULT_TITLE) -> Report:
     """The whole site's view model from (file name, results document) pairs, later files winning."""
-    return build_from_merged(merge_results(docs), catalogue, config, title)
+    return build_from_merged(merge_runs(docs), catalogue, config, title)
 
 
 def build_from_merged(merged: Merged, catalogue: Catalogue | None = None, config: ProvidersConfig | None = None,
@@ -218,4 +219,5 @@ def build_from_merged(merged: Merged, catalogue: Catalogue | None = None, config
                   for col in columns)
     return Report(title=title, sources=tuple(merged.sources), columns=tuple(columns), groups=tuple(groups),
                   providers=pages, quirks=quirk_pages(pages, catalogue),
-                  catalogue_size=len(catalogue.quirks) if catalogue else 0)
+                  catalogue_size=len(catalogue.quirks) if catalogue else 0,
+                  matrix=build_matrix(columns, by_provider, config, catalogue))

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..fileio import atomic_write_text
 from . import model, paths
 from .errors import InstallError, KeyRequiredError, ServerError, ServerStartError, log_tail
 from .specs import KEY_ENV, LOOPBACK, SPECS, LaunchContext, ServerSpec, get_spec
@@ -304,14 +305,8 @@ def env_lines(state: Mapping[str, RunningServer]) -> list[str]:
 def save_state(state: Mapping[str, RunningServer]) -> None:
     directory = paths.run_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    _atomic_write(paths.state_file(), json.dumps({n: s.to_json() for n, s in state.items()}, indent=2) + "\n")
-    _atomic_write(paths.env_file(), "".join(line + "\n" for line in env_lines(state)))
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(paths.state_file(), json.dumps({n: s.to_json() for n, s in state.items()}, indent=2) + "\n")
+    atomic_write_text(paths.env_file(), "".join(line + "\n" for line in env_lines(state)))
 
 
 def prune(state: dict[str, RunningServer]) -> dict[str, RunningServer]:

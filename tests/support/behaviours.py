@@ -8,9 +8,9 @@ no vendor is documented, the openai-wire.md rule it violates. A behaviour is a s
     ref = reference(BEHAVIOURS["chat.object-wrong"])       # a Reference with that deviation on
     run = await run_suite(provider(server.base_url))        # every registered check, in process
 
-The suite runner does what the pytest plugin does for one live run (oaicompat.plugin._evaluate): for every
-registered check, send its probes through `ProbeSession` (live only, one LiveMemo for the run, `fresh` probes
-re-sent), run `spec.run(...)`, and turn the finding into an `Outcome` with `oaicompat.outcomes.decide`.
+The suite runner evaluates every registered check through `oaicompat.runner.evaluate`, the path the pytest plugin
+takes, for one live run: probes sent through `ProbeSession` (live only, one LiveMemo for the run, `fresh` probes
+re-sent), the check run and its finding turned into an `Outcome` by `oaicompat.outcomes.decide`.
 `run_behaviour` runs it for one behaviour: probes whose bytes the behaviour does not change (rendered in process
 by the same handler, see wire_server.render) are not re-sent, and checks none of whose probes changed keep the
 conformant outcome they would compute again from byte-identical exchanges.
@@ -27,10 +27,12 @@ from typing import Any, Callable, Iterable, Mapping
 import httpx
 
 import oaicompat.checks  # noqa: F401  (registers every check and probe)
-from oaicompat.checks.base import CHECKS, PROBES, CheckSpec, Finding, ProbeContext
+from oaicompat import runner
+from oaicompat.checks.base import CHECKS, PROBES, CheckSpec, ProbeContext
 from oaicompat.config import Provider, parse_providers
 from oaicompat.exchange import Exchange
-from oaicompat.outcomes import Outcome, decide
+from oaicompat.outcomes import Outcome
+from oaicompat.run_mode import RunMode
 from oaicompat.scrub import Scrubber
 from oaicompat.session import LiveMemo, ProbeSession
 from oaicompat.transport import RequestSpec, Transport
@@ -2717,8 +2719,9 @@ class SuiteRun:
 
 
 def session(prov: Provider, memo: LiveMemo, test_id: str) -> ProbeSession:
-    return ProbeSession(provider=prov, model=prov.model, path=Path("/nonexistent/live-only.yaml"), mode="none",
-                        live_only=True, api_key=KEY, scrubber=Scrubber.from_env([KEY_ENV], {KEY_ENV: KEY}),
+    return ProbeSession(provider=prov, model=prov.model, path=Path("/nonexistent/live-only.yaml"),
+                        mode=RunMode.parse("none", live=True), api_key=KEY,
+                        scrubber=Scrubber.from_env([KEY_ENV], {KEY_ENV: KEY}),
                         memo=memo, test_id=test_id, rerecord="(live only)")
 
 
@@ -2734,33 +2737,10 @@ def memo_key(memo: LiveMemo, prov: Provider, spec: RequestSpec) -> Any:
 
 
 async def evaluate(spec: CheckSpec, prov: Provider, memo: LiveMemo) -> CheckRun:
-    """oaicompat.plugin._evaluate for a live run, without pytest."""
-    for need in spec.needs:
-        if not prov.supports_feature(need):
-            return CheckRun(spec, Outcome("unsupported", f"unsupported (declared): {need}"), [])
-    ctx = ProbeContext(prov, prov.model)
-    exchanges: list[Exchange] = []
-    specs = [(PROBES[name].build(ctx), PROBES[name].fresh) for name in spec.probes]
-    keys = [memo_key(memo, prov, s) for s, _ in specs]
-    if all(not fresh and k in memo.store for (s, fresh), k in zip(specs, keys)):
-        exchanges = [memo.store[k] for k in keys]     # what ProbeSession.send returns, without a client
-    else:
-        s = session(prov, memo, spec.id)
-        s.prepare()
-        async with s:
-            for probe_spec, fresh in specs:
-                exchanges.append(await s.send(probe_spec, fresh=fresh))
-    for ex in exchanges:
-        if ex.failure is not None and ex.failure.kind == "connect" and ex.status is None:
-            return CheckRun(spec, Outcome("unavailable", f"cannot connect: {ex.failure.message}"), exchanges)
-    try:
-        observations = tuple(spec.run(*exchanges))
-        finding: BaseException | None = None
-    except Finding as found:
-        observations, finding = (), found
-    except Exception as exc:  # noqa: BLE001 - a harness bug, reported as outcome "error"
-        observations, finding = (), exc
-    return CheckRun(spec, decide(spec, finding, prov, prov.model, observations), exchanges)
+    """One check for a live run, through oaicompat.runner.evaluate (the plugin's own path) without pytest.
+    A probe already in the memo is not re-sent (the session opens no client for it)."""
+    evaluation = await runner.evaluate(spec, runner.Target(prov, prov.model), session(prov, memo, spec.id))
+    return CheckRun(spec, evaluation.outcome, list(evaluation.exchanges))
 
 
 class _SharedTLS:
@@ -2832,7 +2812,7 @@ def wire_request(prov: Provider, name: str) -> WireRequest:
 
 def _wire_request(prov: Provider, name: str) -> WireRequest:
     spec = PROBES[name].build(ProbeContext(prov, prov.model))
-    transport = Transport(prov, None, api_key=KEY, scrubber=Scrubber())  # type: ignore[arg-type]
+    transport = Transport(prov, None, api_key=KEY)  # type: ignore[arg-type]
     url, headers, body = transport.build_request(spec)
     path = httpx.URL(url).raw_path.decode().split("?")[0]
     hdrs = {k.lower(): v for k, v in headers.items()}
