@@ -6,12 +6,13 @@ Outcome into pass / xfail / fail / skip; results.json records it as is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from .checks.base import (Blocked, CheckSpec, Finding, NotApplicable, Observation, QuirkFound, Violation,
                           quirks_of)
 from .config import Expectation, Provider
+from .scrub import Scrubber
 
 OutcomeName = Literal[
     "pass",                # the rule holds
@@ -54,7 +55,19 @@ class Outcome:
 
 
 def decide(spec: CheckSpec, finding: BaseException | None, provider: Provider, model: str,
-           observations: tuple[Observation, ...] = ()) -> Outcome:
+           observations: tuple[Observation, ...] = (), scrubber: Scrubber | None = None) -> Outcome:
+    """The outcome, its message and evidence lines scrubbed of every key (a check may quote what a vendor
+    echoed): the keys named in the environment, plus `scrubber`'s."""
+    outcome = _decide(spec, finding, provider, model, observations)
+    clean = Scrubber.from_environment().merged(scrubber)
+    message, lines = clean.text(outcome.message), tuple(clean.text(line) for line in outcome.lines)
+    if message == outcome.message and lines == outcome.lines:
+        return outcome
+    return replace(outcome, message=message, lines=lines)
+
+
+def _decide(spec: CheckSpec, finding: BaseException | None, provider: Provider, model: str,
+            observations: tuple[Observation, ...] = ()) -> Outcome:
     declared: dict[str, Expectation] = {}
     for q in spec.quirks:
         exp = provider.expectation_for(q, model)

@@ -27,6 +27,7 @@ from .config import Provider
 from .errors import CassetteError, CassetteMiss
 from .exchange import Exchange
 from .outcomes import Outcome, decide
+from .scrub import Scrubber
 from .session import NotReady
 from .transport import RequestSpec
 
@@ -119,7 +120,7 @@ async def evaluate(check: Check, target: Target, source: ProbeSource | Sequence[
             down[target.provider.name] = unreachable
         return Evaluation(spec, target, Outcome("unavailable", f"provider unavailable: {unreachable}"),
                           tuple(exchanges))
-    return judge(spec, target, exchanges)
+    return judge(spec, target, exchanges, scrubber=getattr(session, "scrubber", None))
 
 
 def evaluate_exchanges(check: Check, target: Target, exchanges: Sequence[Exchange]) -> Evaluation:
@@ -131,7 +132,8 @@ def evaluate_exchanges(check: Check, target: Target, exchanges: Sequence[Exchang
     return judge(spec, target, exchanges)
 
 
-def judge(spec: CheckSpec, target: Target, exchanges: Sequence[Exchange]) -> Evaluation:
+def judge(spec: CheckSpec, target: Target, exchanges: Sequence[Exchange],
+          scrubber: Scrubber | None = None) -> Evaluation:
     """Run the check on its exchanges and decide the outcome: a Finding is what the check found, any other
     exception is a harness bug (outcome "error"), never a quirk."""
     finding: BaseException | None
@@ -142,7 +144,7 @@ def judge(spec: CheckSpec, target: Target, exchanges: Sequence[Exchange]) -> Eva
         observations, finding = (), found
     except Exception as exc:  # noqa: BLE001 - a harness bug, reported as outcome "error"
         observations, finding = (), exc
-    outcome = decide(spec, finding, target.provider, target.model, observations)
+    outcome = decide(spec, finding, target.provider, target.model, observations, scrubber=scrubber)
     return Evaluation(spec, target, outcome, tuple(exchanges), finding)
 
 

@@ -10,6 +10,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup, escape
 
 from ..fileio import atomic_write_text
+from ..scrub import Scrubber
 from .basics import CELL_STYLE, safe_url
 from .docs import DOC_REF, DocPage, doc_ref, load_docs, rule_hrefs
 from .views import Cell, Report
@@ -213,6 +214,7 @@ def render_pages(report: Report, docs: dict[str, DocPage] | None = None) -> dict
 
 def write_site(pages: dict[str, str], out_dir: Path) -> list[Path]:
     """Write the pages; in a directory an earlier report made, drop its provider and quirk pages that are gone."""
+    scrubber = Scrubber.from_environment()
     if (out_dir / MARKER).exists():
         for sub in ("providers", "quirks", "docs"):
             for old in [*(out_dir / sub).glob("*.html"), *(out_dir / sub).glob("*.md")]:
@@ -220,6 +222,7 @@ def write_site(pages: dict[str, str], out_dir: Path) -> list[Path]:
                     old.unlink()
     written = []
     for rel, content in pages.items():
+        content = scrubber.text(content)   # no key reaches a page, whatever a check quoted
         atomic_write_text(out_dir / rel, content, fsync=False)   # the site is rebuilt from results
         written.append(out_dir / rel)
     (out_dir / MARKER).write_text("written by `oaicompat report`; its pages here are replaced on each run\n",
