@@ -10,7 +10,7 @@ import pkgutil
 
 READERS = frozenset({"base", "common", "requires", "streamview", "tool_calls"})
 AREAS = ("chat", "image", "context", "endpoints", "errors", "json_output", "models", "params", "reasoning",
-         "stream", "sdk", "tools_probes", "tools")
+         "stream", "sdk", "tools_probes", "tools", "limits")
 
 for _module in (*AREAS, *sorted(m.name for m in pkgutil.iter_modules(__path__))):
     if _module not in READERS and not _module.startswith("_"):
