@@ -76,7 +76,10 @@ def as_spec(check: Check) -> CheckSpec:
 
 
 def unsupported(spec: CheckSpec, target: Target) -> Outcome | None:
-    """"unsupported" when the provider declares one of the check's `needs` unsupported, else None."""
+    """"unsupported" when the provider declares one of the check's `needs` unsupported, else None. A check that
+    only observes what any reply shows (`spec.skip_when_unsupported` False) runs whatever `supports:` says."""
+    if not spec.skip_when_unsupported:
+        return None
     for need in spec.needs:
         if not target.provider.supports_feature(need):
             return Outcome("unsupported", f"unsupported (declared): {target.provider.name} does not support {need}")

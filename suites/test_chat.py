@@ -118,3 +118,11 @@ async def test_content_parts(run_check):
 
 async def test_content_parts_seen(run_check):
     await run_check(chat.content_parts_read_as_text)
+
+
+async def test_usage_extensions(run_check):
+    await run_check(chat.usage_has_openai_keys_only)
+
+
+async def test_openai_fields(run_check):
+    await run_check(chat.openai_optional_fields_present)

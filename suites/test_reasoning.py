@@ -27,3 +27,7 @@ async def test_tokens(run_check):
 
 async def test_replay(run_check):
     await run_check(reasoning.reasoning_replay_accepted)
+
+
+async def test_stream_carrier(run_check):
+    await run_check(reasoning.stream_reasoning_carrier)

@@ -1177,7 +1177,7 @@ class Reference:
         gen = gen or self.generate(req)
         usage = isinstance(req.field("stream_options"), dict) and req.field("stream_options").get("include_usage") is True
         base = {"id": self.completion_id(req), "object": "chat.completion.chunk", "created": CREATED,
-                "model": req.field("model"), "system_fingerprint": FINGERPRINT}
+                "model": req.field("model"), "service_tier": "default", "system_fingerprint": FINGERPRINT}
         extra = {"usage": None} if usage else {}
 
         def chunk(index: int, delta: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> dict[str, Any]:
