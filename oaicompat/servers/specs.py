@@ -125,6 +125,10 @@ class ServerSpec(ABC):
         """The directory the server starts in."""
         return run_dir
 
+    def request_headers(self, upstreams: Mapping[str, str]) -> dict[str, str]:
+        """Headers a request needs besides the key (a gateway's upstream); ``upstreams``: running base URLs."""
+        return {}
+
     def base_url(self, port: int) -> str:
         return f"http://{LOOPBACK}:{port}/v1"
 
@@ -642,6 +646,10 @@ class PortkeySpec(ServerSpec):
             if not self.entry.is_file():
                 raise InstallError(f"npm install {self.package} wrote no {self.entry}; see {log}")
             (self.home / INSTALLED_MARKER).write_text(self.package + "\n", encoding="utf-8")
+
+    def request_headers(self, upstreams: Mapping[str, str]) -> dict[str, str]:
+        # The same two headers providers.yaml gives the portkey provider.
+        return {"x-portkey-provider": "openai", "x-portkey-custom-host": upstreams["llama-server-qwen"]}
 
     def preload_path(self, run_dir: Path | None = None) -> Path:
         return (run_dir or paths.run_dir()) / "portkey-loopback.cjs"
