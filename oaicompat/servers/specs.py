@@ -413,13 +413,19 @@ class ConvertedModelSpec(VenvSpec):
     """A venv server that serves the GGUF converted to a transformers folder (its venv does the conversion,
     once, if no other did)."""
 
+    def hf_dir(self) -> Path:
+        assert self.gguf_model is not None
+        return self.gguf_model.hf_dir()
+
     def installed(self) -> bool:
-        return self.venv_installed() and model.hf_model_ready()
+        return self.venv_installed() and model.hf_model_ready(self.hf_dir())
 
     def install(self, log: Path) -> None:
-        with install_lock(self.name):
+        with install_lock(self.venv_name):  # one venv, whichever model a spec of it serves
             self.install_venv(log)
-            model.ensure_hf_model(self.python, log)
+        assert self.gguf_model is not None
+        with install_lock(f"convert-{self.gguf_model.key}"):
+            model.ensure_hf_model_for(self.gguf_model, self.python, log)
 
 
 class VllmSpec(ConvertedModelSpec):
@@ -441,9 +447,9 @@ class VllmSpec(ConvertedModelSpec):
             "-m",
             "vllm.entrypoints.openai.api_server",  # the `vllm` script fails here
             "--model",
-            str(paths.hf_model_dir()),
+            str(self.hf_dir()),
             "--served-model-name",
-            MODEL_ID,
+            self.model_id,
             "--max-model-len",
             str(CONTEXT_TOKENS),
             "--dtype",
@@ -470,6 +476,17 @@ class VllmSpec(ConvertedModelSpec):
             "VLLM_NO_USAGE_STATS": "1",
             "DO_NOT_TRACK": "1",
         }
+
+
+class VllmQwenSpec(VllmSpec):
+    """vLLM serving the capable model (converted once to a transformers folder, its chat template kept), with the
+    hermes tool parser as for Gemma."""
+
+    name = "vllm-qwen"
+    env_var = "VLLM_QWEN_URL"
+    model_id = QWEN_MODEL_ID
+    gguf_model = model.QWEN_CODER
+    starts_by_default = False
 
 
 # --------------------------------------------------------------------------- LiteLLM
@@ -690,6 +707,7 @@ SPECS: dict[str, ServerSpec] = {
         TransformersServeSpec(),
         LlamaServerQwenSpec(),
         PortkeySpec(),
+        VllmQwenSpec(),
     )
 }
 
