@@ -164,7 +164,7 @@ class VenvSpec(ServerSpec):
         return self.venv_installed()
 
     def install(self, log: Path) -> None:
-        with install_lock(self.name):
+        with install_lock(self.venv_name):  # one venv, whichever spec (model) of it installs it
             self.install_venv(log)
 
     def install_venv(self, log: Path) -> None:
@@ -384,13 +384,17 @@ class LlamaCppPythonSpec(VenvSpec):
     requirements = (f"llama-cpp-python[server]=={LLAMA_CPP_PYTHON_VERSION}",)
     pip_env: ClassVar[Mapping[str, str]] = {"CMAKE_BUILD_PARALLEL_LEVEL": "2"}
 
+    chat_format = "gemma"  # without it: llama-2 formatting and empty replies
+    threads = 2
+
     def argv(self, port: int, key: str) -> list[str]:
+        assert self.gguf_model is not None
         return [
             str(self.python),
             "-m",
             "llama_cpp.server",
             "--model",
-            str(paths.gguf_path()),
+            str(self.gguf_model.path()),
             "--host",
             LOOPBACK,
             "--port",
@@ -398,16 +402,36 @@ class LlamaCppPythonSpec(VenvSpec):
             "--n_ctx",
             str(LLAMA_CPP_PYTHON_CONTEXT_TOKENS),
             "--n_threads",
-            "2",
+            str(self.threads),
             "--model_alias",
-            MODEL_ID,
+            self.model_id,
             "--chat_format",
-            "gemma",  # without it: llama-2 formatting and empty replies
+            self.chat_format,
         ]
 
     def env(self, key: str) -> dict[str, str]:
         # ServerSettings is a pydantic BaseSettings: API_KEY fills --api_key.
         return {"API_KEY": key}
+
+
+class LlamaCppPythonQwenSpec(LlamaCppPythonSpec):
+    """llama-cpp-python serving the capable model with its ``chatml-function-calling`` handler (Qwen2.5 speaks
+    ChatML): the chat format of llama-cpp-python that turns tools into grammar-constrained calls."""
+
+    name = "llama-cpp-python-qwen"
+    env_var = "LLAMA_CPP_PYTHON_QWEN_URL"
+    model_id = QWEN_MODEL_ID
+    gguf_model = model.QWEN_CODER
+    starts_by_default = False
+    chat_format = "chatml-function-calling"
+    threads = 1  # as llama-server-qwen: two threads stall on shared cores
+
+    def installed(self) -> bool:
+        return self.venv_installed() and model.QWEN_CODER.ready()
+
+    def install(self, log: Path) -> None:
+        super().install(log)
+        model.QWEN_CODER.ensure(log)
 
 
 # --------------------------------------------------------------------------- vLLM
@@ -712,6 +736,7 @@ SPECS: dict[str, ServerSpec] = {
         LlamaServerQwenSpec(),
         PortkeySpec(),
         VllmQwenSpec(),
+        LlamaCppPythonQwenSpec(),
     )
 }
 
