@@ -151,6 +151,17 @@ def interpolate(template: str, env: Mapping[str, str]) -> tuple[str | None, tupl
     return (None if missing else result), tuple(missing)
 
 
+def _interpolate_headers(raw: Mapping[str, str], env: Mapping[str, str]) -> tuple[dict[str, str], tuple[str, ...]]:
+    """Header values may use ${VAR} and ${VAR:-default} too (a gateway's upstream URL, say)."""
+    headers: dict[str, str] = {}
+    missing: list[str] = []
+    for key, template in raw.items():
+        value, absent = interpolate(template, env)
+        headers[key] = value if value is not None else template
+        missing.extend(absent)
+    return headers, tuple(missing)
+
+
 @functools.cache
 def _schema() -> dict[str, Any]:
     return json.loads((SCHEMAS / "providers.schema.json").read_text(encoding="utf-8"))
@@ -444,6 +455,9 @@ def parse_providers(data: Any, path: Path, env: Mapping[str, str],
     providers: dict[str, Provider] = {}
     for name, raw in data["providers"].items():
         base_url, missing = interpolate(raw["base_url"], env)
+        headers, header_missing = _interpolate_headers(raw.get("headers", {}), env)
+        if header_missing:   # a header the provider needs cannot be built: unavailable, like a missing URL
+            base_url, missing = None, tuple(dict.fromkeys(missing + header_missing))
         aliases = dict(raw.get("aliases", {}))
         models = tuple(raw.get("models", ()))
         expectations = {
@@ -469,7 +483,7 @@ def parse_providers(data: Any, path: Path, env: Mapping[str, str],
             model=raw["model"],
             models=models,
             aliases=aliases,
-            headers=dict(raw.get("headers", {})),
+            headers=headers,
             timeouts={**DEFAULT_TIMEOUTS, **raw.get("timeouts", {})},
             retries={**DEFAULT_RETRIES, **raw.get("retries", {})},
             limits=dict(raw.get("limits", {})),

@@ -12,7 +12,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 ART="${OAICOMPAT_ARTIFACTS:-$(mktemp -d -t oaicompat-test.XXXXXX)}"
 mkdir -p "$ART"
-SERVERS="${OAICOMPAT_SERVERS_LIST:-vllm,llama-cpp-python,llama-server,litellm,transformers-serve}"
+SERVERS="${OAICOMPAT_SERVERS_LIST:-vllm,llama-cpp-python,llama-server,litellm,transformers-serve,llama-server-qwen,portkey}"
 status=0
 
 step() { printf '\n=== %s\n' "$*" >&2; }
@@ -58,7 +58,8 @@ step "README command 1 from a clean virtualenv: pip install -e . && oaicompat ru
 fresh_install || status=1
 
 # One server at a time: two llama.cpp engines (or vLLM's CPU worker) on two cores spin against each other and
-# slow generation a hundredfold. LiteLLM proxies llama-server, so those two share one stage.
+# slow generation a hundredfold. LiteLLM proxies llama-server, so those two share one stage; Portkey proxies
+# llama-server-qwen (the capable model), so those two share another.
 stage_servers() {  # $1: the servers to start; $2: the providers to run live against them
   step "real local servers: $1 (built once into ~/.cache/oaicompat)"
   local env_lines up_rc p
@@ -91,9 +92,16 @@ for stage in ${SERVERS//,/ }; do
     llama-server)
       if [[ ",$SERVERS," == *",litellm,"* ]]; then stage_servers "llama-server litellm" "llama-server litellm"
       else stage_servers "llama-server" "llama-server"; fi ;;
+    portkey) ;;                                   # runs in the llama-server-qwen stage
+    llama-server-qwen)   # the capable model, and the Portkey gateway in front of it
+      if [[ ",$SERVERS," == *",portkey,"* ]]; then stage_servers "llama-server-qwen portkey" "llama-server-qwen portkey"
+      else stage_servers "llama-server-qwen" "llama-server-qwen"; fi ;;
     *) stage_servers "$stage" "$stage" ;;
   esac
 done
+if [[ ",$SERVERS," == *",portkey,"* && ",$SERVERS," != *",llama-server-qwen,"* ]]; then
+  stage_servers "llama-server-qwen portkey" "portkey"
+fi
 if [[ ",$SERVERS," == *",litellm,"* && ",$SERVERS," != *",llama-server,"* ]]; then
   stage_servers "llama-server litellm" "litellm"
 fi

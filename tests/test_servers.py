@@ -187,6 +187,10 @@ def test_env_var_names_are_the_agreed_ones() -> None:
         "vllm": "VLLM_URL",
         "litellm": "LITELLM_URL",
         "transformers-serve": "TRANSFORMERS_SERVE_URL",
+        "llama-server-qwen": "LLAMA_SERVER_QWEN_URL",
+        "portkey": "PORTKEY_URL",
+        "vllm-qwen": "VLLM_QWEN_URL",
+        "llama-cpp-python-qwen": "LLAMA_CPP_PYTHON_QWEN_URL",
     }
 
 
@@ -213,8 +217,8 @@ def test_argv_never_carries_the_key(name: str) -> None:
     spec = specs.SPECS[name]
     argv = spec.argv(5555, KEY)
     assert not any(KEY in arg for arg in argv)
-    assert "5555" in argv
-    assert specs.LOOPBACK in argv
+    assert "5555" in argv or "--port=5555" in argv  # portkey reads only the --port=N form
+    assert specs.LOOPBACK in argv or f"--host={specs.LOOPBACK}" in argv
     assert (KEY in spec.env(KEY).values()) == spec.reads_key   # the key only ever travels in the environment
 
 
@@ -455,7 +459,11 @@ def test_real_server_answers_a_chat_completion_and_keeps_the_key_out_of_its_log(
     request = urllib.request.Request(
         server.base_url + "/chat/completions",
         data=body,
-        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        headers={
+            "Authorization": f"Bearer {key}",
+            "Content-Type": "application/json",
+            **specs.SPECS[name].request_headers({n: s.base_url for n, s in real_state.items()}),
+        },
     )
     with urllib.request.urlopen(request, timeout=120) as response:
         reply = json.loads(response.read())
@@ -663,3 +671,29 @@ def test_up_without_names_leaves_out_a_server_that_wants_the_machine_to_itself(
         manager.down(None)
     assert not manager.status()
     assert not specs.TransformersServeSpec.starts_by_default
+
+
+def test_portkey_provider_headers_name_the_running_upstream() -> None:
+    """providers.yaml's portkey headers read the URL `servers up` exports for llama-server-qwen, and are the
+    headers the spec itself uses."""
+    from oaicompat.config import load_providers
+
+    url = "http://127.0.0.1:40123/v1"
+    config = load_providers(Path(__file__).parents[1] / "providers.yaml", {"LLAMA_SERVER_QWEN_URL": url})
+    portkey = config.get("portkey")
+    assert dict(portkey.headers) == specs.SPECS["portkey"].request_headers({"llama-server-qwen": url})
+    assert portkey.model == config.get("llama-server-qwen").model == specs.QWEN_MODEL_ID
+    assert specs.SPECS["portkey"].requires == ("llama-server-qwen",)
+
+
+def test_a_header_variable_without_default_that_is_unset_makes_the_provider_unavailable(tmp_path: Path) -> None:
+    from oaicompat.config import load_providers
+
+    path = tmp_path / "providers.yaml"
+    path.write_text(
+        "version: 1\nproviders:\n  gw:\n    kind: gateway\n    title: gw\n    base_url: http://127.0.0.1:1/v1\n"
+        "    model: m\n    headers: {x-upstream: '${GW_UPSTREAM_URL}'}\n"
+    )
+    gw = load_providers(path, {}).get("gw")
+    assert gw.base_url is None and gw.missing_vars == ("GW_UPSTREAM_URL",)
+    assert load_providers(path, {"GW_UPSTREAM_URL": "http://x/v1"}).get("gw").headers == {"x-upstream": "http://x/v1"}

@@ -28,8 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p_up = sub.add_parser(
         "up",
-        help="install if needed and start servers (by default all but transformers-serve, which wants the "
-        "machine to itself: name it); prints eval-able exports on stdout",
+        help="install if needed and start servers (by default llama-server, llama-cpp-python, vllm and litellm; "
+        "transformers-serve, which wants the machine to itself, and the capable-model servers start by name); "
+        "prints eval-able exports on stdout",
     )
     p_up.add_argument("names", nargs="*", metavar="NAME", help=f"servers: {', '.join(SPECS)}")
     p_up.add_argument("--install-only", action="store_true",

@@ -75,3 +75,7 @@ def run_logged(
         raise InstallError(
             f"{what} failed (exit {rc}); see {log}\n--- last lines of {log} ---\n{log_tail(log)}"
         )
+
+
+class ModelIntegrityError(InstallError):
+    """Model data read from an untrusted package is not the pinned bytes (size, sha256 or layout)."""

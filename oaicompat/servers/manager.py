@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..fileio import atomic_write_text
-from . import model, paths
+from . import paths
 from .errors import InstallError, KeyRequiredError, ServerError, ServerStartError, log_tail
 from .specs import KEY_ENV, LOOPBACK, SPECS, LaunchContext, ServerSpec, get_spec
 
@@ -332,7 +332,8 @@ def install(names: Iterable[str] | None = None) -> dict[str, float]:
     specs = resolve_names(names)
     timings: dict[str, float] = {}
     errors: list[Exception] = []
-    model.ensure_gguf()
+    for served in dict.fromkeys(s.gguf_model for s in specs if s.gguf_model is not None):
+        served.ensure()
     todo = [s for s in specs if not s.installed()]
     if not todo:
         return timings

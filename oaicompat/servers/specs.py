@@ -1,6 +1,6 @@
 """What each local OpenAI-compatible server is: how to install it, start it and see it is ready.
 
-Five servers, all serving the same Gemma 3 270M weights (under the model id ``gemma`` where the server lets
+Five servers serving the same Gemma 3 270M weights (under the model id ``gemma`` where the server lets
 us name it):
 
 - ``llama-server``: upstream llama.cpp's server, built from the llama.cpp sources vendored in the
@@ -10,6 +10,13 @@ us name it):
 - ``litellm``: the LiteLLM proxy in its own venv, proxying llama-server.
 - ``transformers-serve``: Hugging Face ``transformers serve`` in its own venv, on the converted folder. It has
   no API key and no context limit, and its model id is the folder it serves (``gemma-3-270m-hf``).
+
+The model axis: each spec names the GGUF it serves (``gguf_model``). Started by name only:
+
+- ``llama-server-qwen``: the same llama-server binary serving Qwen2.5-Coder-0.5B-Instruct (``model.QWEN_CODER``,
+  model id ``qwen2.5-coder-0.5b``) with ``--jinja`` and the GGUF's own embedded Qwen2.5 tool-capable template.
+- ``portkey``: the Portkey AI gateway (npm ``@portkey-ai/gateway``) in front of ``llama-server-qwen``; requests
+  name the upstream with the ``x-portkey-provider`` and ``x-portkey-custom-host`` headers (providers.yaml).
 
 The API key never appears in an argv (``argv`` takes it only to make that promise testable): each
 server gets it through an environment variable it reads itself, so it lands in no log or file.
@@ -51,6 +58,9 @@ TORCH_VERSION = "2.13.0"
 LITELLM_VERSION = "1.108.7"  # newest whose [proxy] extra resolves on PyPI (1.108.8+ pin litellm-enterprise/litellm-proxy-extras releases PyPI lacks)
 LLAMA_TEMPLATE = "Qwen-Qwen2.5-7B-Instruct.jinja"
 TRANSFORMERS_VERSION = "5.24.0"
+PORTKEY_VERSION = "1.15.2"
+#: Served model id of the capable model (Qwen2.5-Coder-0.5B-Instruct).
+QWEN_MODEL_ID = "qwen2.5-coder-0.5b"
 
 INSTALLED_MARKER = ".oaicompat-installed"
 
@@ -90,6 +100,7 @@ class ServerSpec(ABC):
     reads_key: bool = True  # False: the server has no API key setting (requests carry one anyway)
     model_id: str = MODEL_ID  # the model id requests name
     starts_by_default: bool = True  # False: `servers up` with no names leaves it out (name it to start it)
+    gguf_model: model.GgufModel | None = model.GEMMA  # the model it serves (None: a gateway serves none)
 
     @abstractmethod
     def installed(self) -> bool:
@@ -113,6 +124,10 @@ class ServerSpec(ABC):
     def workdir(self, run_dir: Path) -> Path:
         """The directory the server starts in."""
         return run_dir
+
+    def request_headers(self, upstreams: Mapping[str, str]) -> dict[str, str]:
+        """Headers a request needs besides the key (a gateway's upstream); ``upstreams``: running base URLs."""
+        return {}
 
     def base_url(self, port: int) -> str:
         return f"http://{LOOPBACK}:{port}/v1"
@@ -149,7 +164,7 @@ class VenvSpec(ServerSpec):
         return self.venv_installed()
 
     def install(self, log: Path) -> None:
-        with install_lock(self.name):
+        with install_lock(self.venv_name):  # one venv, whichever spec (model) of it installs it
             self.install_venv(log)
 
     def install_venv(self, log: Path) -> None:
@@ -205,6 +220,8 @@ class LlamaServerSpec(ServerSpec):
     env_var = "LLAMA_SERVER_URL"
     ready_timeout = 30.0
     compiles = True
+    build_name = "llama-server"  # the install lock of the one binary every llama-server spec runs
+    threads = 2
 
     CMAKE_FLAGS = (
         "-DCMAKE_BUILD_TYPE=Release",
@@ -232,12 +249,15 @@ class LlamaServerSpec(ServerSpec):
     def source_dir(self) -> Path:
         return paths.build_dir() / f"llama_cpp_python-{self.version}"
 
-    def installed(self) -> bool:
+    def binary_installed(self) -> bool:
         return os.access(self.binary, os.X_OK) and self.template.is_file()
 
+    def installed(self) -> bool:
+        return self.binary_installed()
+
     def install(self, log: Path) -> None:
-        with install_lock(self.name):
-            if self.installed():
+        with install_lock(self.build_name):
+            if self.binary_installed():
                 return
             llama_cpp = self._ensure_sources(log) / "vendor" / "llama.cpp"
             build = llama_cpp / "build"
@@ -292,26 +312,30 @@ class LlamaServerSpec(ServerSpec):
             raise InstallError(f"{sdist} did not unpack to {self.source_dir}/vendor/llama.cpp")
         return self.source_dir
 
+    def chat_template_args(self) -> list[str]:
+        """Gemma's GGUF has no chat template: the tool-capable Qwen2.5 one from the llama.cpp sources."""
+        return ["--chat-template-file", str(self.template)]
+
     def argv(self, port: int, key: str) -> list[str]:
+        assert self.gguf_model is not None
         return [
             str(self.binary),
             "-m",
-            str(paths.gguf_path()),
+            str(self.gguf_model.path()),
             "--host",
             LOOPBACK,
             "--port",
             str(port),
             "--jinja",
-            "--chat-template-file",
-            str(self.template),
+            *self.chat_template_args(),
             "-c",
             str(CONTEXT_TOKENS),
             "-np",
             "1",
             "-t",
-            "2",
+            str(self.threads),
             "-a",
-            MODEL_ID,
+            self.model_id,
             "--no-webui",
         ]
 
@@ -321,6 +345,30 @@ class LlamaServerSpec(ServerSpec):
             "LLAMA_API_KEY": key,
             "LD_LIBRARY_PATH": _prepend_path(str(self.binary.parent), "LD_LIBRARY_PATH"),
         }
+
+
+class LlamaServerQwenSpec(LlamaServerSpec):
+    """The same llama-server binary serving the capable model with its own embedded chat template (Qwen2.5's
+    tool-capable one, rendered by ``--jinja``)."""
+
+    name = "llama-server-qwen"
+    env_var = "LLAMA_SERVER_QWEN_URL"
+    model_id = QWEN_MODEL_ID
+    gguf_model = model.QWEN_CODER
+    starts_by_default = False
+    # One thread: with two, any other process on the 2 cores stalls ggml's thread barrier and generation drops
+    # to under 1 token/s (measured 0.7 tokens/s with -t 2 against 8.7 with -t 1 while a build ran beside it).
+    threads = 1
+
+    def installed(self) -> bool:
+        return self.binary_installed() and model.QWEN_CODER.ready()
+
+    def install(self, log: Path) -> None:
+        super().install(log)
+        model.QWEN_CODER.ensure(log)
+
+    def chat_template_args(self) -> list[str]:
+        return []  # the GGUF's own template
 
 
 # --------------------------------------------------------------------------- llama-cpp-python
@@ -336,13 +384,17 @@ class LlamaCppPythonSpec(VenvSpec):
     requirements = (f"llama-cpp-python[server]=={LLAMA_CPP_PYTHON_VERSION}",)
     pip_env: ClassVar[Mapping[str, str]] = {"CMAKE_BUILD_PARALLEL_LEVEL": "2"}
 
+    chat_format = "gemma"  # without it: llama-2 formatting and empty replies
+    threads = 2
+
     def argv(self, port: int, key: str) -> list[str]:
+        assert self.gguf_model is not None
         return [
             str(self.python),
             "-m",
             "llama_cpp.server",
             "--model",
-            str(paths.gguf_path()),
+            str(self.gguf_model.path()),
             "--host",
             LOOPBACK,
             "--port",
@@ -350,16 +402,36 @@ class LlamaCppPythonSpec(VenvSpec):
             "--n_ctx",
             str(LLAMA_CPP_PYTHON_CONTEXT_TOKENS),
             "--n_threads",
-            "2",
+            str(self.threads),
             "--model_alias",
-            MODEL_ID,
+            self.model_id,
             "--chat_format",
-            "gemma",  # without it: llama-2 formatting and empty replies
+            self.chat_format,
         ]
 
     def env(self, key: str) -> dict[str, str]:
         # ServerSettings is a pydantic BaseSettings: API_KEY fills --api_key.
         return {"API_KEY": key}
+
+
+class LlamaCppPythonQwenSpec(LlamaCppPythonSpec):
+    """llama-cpp-python serving the capable model with its ``chatml-function-calling`` handler (Qwen2.5 speaks
+    ChatML): the chat format of llama-cpp-python that turns tools into grammar-constrained calls."""
+
+    name = "llama-cpp-python-qwen"
+    env_var = "LLAMA_CPP_PYTHON_QWEN_URL"
+    model_id = QWEN_MODEL_ID
+    gguf_model = model.QWEN_CODER
+    starts_by_default = False
+    chat_format = "chatml-function-calling"
+    threads = 1  # as llama-server-qwen: two threads stall on shared cores
+
+    def installed(self) -> bool:
+        return self.venv_installed() and model.QWEN_CODER.ready()
+
+    def install(self, log: Path) -> None:
+        super().install(log)
+        model.QWEN_CODER.ensure(log)
 
 
 # --------------------------------------------------------------------------- vLLM
@@ -369,13 +441,19 @@ class ConvertedModelSpec(VenvSpec):
     """A venv server that serves the GGUF converted to a transformers folder (its venv does the conversion,
     once, if no other did)."""
 
+    def hf_dir(self) -> Path:
+        assert self.gguf_model is not None
+        return self.gguf_model.hf_dir()
+
     def installed(self) -> bool:
-        return self.venv_installed() and model.hf_model_ready()
+        return self.venv_installed() and model.hf_model_ready(self.hf_dir())
 
     def install(self, log: Path) -> None:
-        with install_lock(self.name):
+        with install_lock(self.venv_name):  # one venv, whichever model a spec of it serves
             self.install_venv(log)
-            model.ensure_hf_model(self.python, log)
+        assert self.gguf_model is not None
+        with install_lock(f"convert-{self.gguf_model.key}"):
+            model.ensure_hf_model_for(self.gguf_model, self.python, log)
 
 
 class VllmSpec(ConvertedModelSpec):
@@ -397,9 +475,9 @@ class VllmSpec(ConvertedModelSpec):
             "-m",
             "vllm.entrypoints.openai.api_server",  # the `vllm` script fails here
             "--model",
-            str(paths.hf_model_dir()),
+            str(self.hf_dir()),
             "--served-model-name",
-            MODEL_ID,
+            self.model_id,
             "--max-model-len",
             str(CONTEXT_TOKENS),
             "--dtype",
@@ -426,6 +504,17 @@ class VllmSpec(ConvertedModelSpec):
             "VLLM_NO_USAGE_STATS": "1",
             "DO_NOT_TRACK": "1",
         }
+
+
+class VllmQwenSpec(VllmSpec):
+    """vLLM serving the capable model (converted once to a transformers folder, its chat template kept), with the
+    hermes tool parser as for Gemma."""
+
+    name = "vllm-qwen"
+    env_var = "VLLM_QWEN_URL"
+    model_id = QWEN_MODEL_ID
+    gguf_model = model.QWEN_CODER
+    starts_by_default = False
 
 
 # --------------------------------------------------------------------------- LiteLLM
@@ -537,6 +626,100 @@ class TransformersServeSpec(ConvertedModelSpec):
         }
 
 
+# --------------------------------------------------------------------------- Portkey AI gateway
+
+#: Node preload for Portkey: its start script has no host option and would listen on every interface; this
+#: makes a listen() without a host bind the host given as ``--host=ADDR`` (which Portkey itself ignores).
+_LOOPBACK_PRELOAD = """'use strict';
+const net = require('net');
+const flag = process.argv.find((a) => a.startsWith('--host='));
+if (!flag) throw new Error('portkey-loopback.cjs: no --host=ADDR argument');
+const host = flag.slice('--host='.length);
+const listen = net.Server.prototype.listen;
+net.Server.prototype.listen = function (...args) {
+  if (typeof args[0] === 'number' && args[1] === undefined) args[1] = host;
+  return listen.apply(this, args);
+};
+"""
+
+
+class PortkeySpec(ServerSpec):
+    """The Portkey AI gateway (``@portkey-ai/gateway`` from npm, run with Node) in front of llama-server-qwen.
+
+    It reads no key: the bearer key of each request is passed on to the upstream, which checks it. The upstream
+    is named per request by headers (providers.yaml ``headers``), not at start.
+    """
+
+    name = "portkey"
+    version = PORTKEY_VERSION
+    env_var = "PORTKEY_URL"
+    ready_timeout = 60.0
+    requires = ("llama-server-qwen",)
+    ready_path = "/"  # answers "AI Gateway says hey!"; /v1/models needs a provider header
+    reads_key = False
+    model_id = QWEN_MODEL_ID
+    starts_by_default = False
+    gguf_model = None
+    package = f"@portkey-ai/gateway@{PORTKEY_VERSION}"
+
+    @property
+    def home(self) -> Path:
+        return paths.cache_root() / "portkey" / self.version
+
+    @property
+    def entry(self) -> Path:
+        return self.home / "node_modules" / "@portkey-ai" / "gateway" / "build" / "start-server.js"
+
+    def installed(self) -> bool:
+        return self.entry.is_file() and (self.home / INSTALLED_MARKER).is_file()
+
+    def install(self, log: Path) -> None:
+        with install_lock(self.name):
+            if self.installed():
+                return
+            npm = shutil.which("npm")
+            if npm is None:
+                raise InstallError("portkey needs Node.js 18+ and npm on PATH (apt-get install nodejs npm)")
+            self.home.mkdir(parents=True, exist_ok=True)
+            run_logged(
+                # --ignore-scripts: its postinstall (patch-package) patches nothing the server needs.
+                [npm, "install", "--no-audit", "--no-fund", "--ignore-scripts", "--prefix", str(self.home),
+                 self.package],
+                log,
+                what=f"npm install {self.package}",
+            )
+            if not self.entry.is_file():
+                raise InstallError(f"npm install {self.package} wrote no {self.entry}; see {log}")
+            (self.home / INSTALLED_MARKER).write_text(self.package + "\n", encoding="utf-8")
+
+    def request_headers(self, upstreams: Mapping[str, str]) -> dict[str, str]:
+        # The same two headers providers.yaml gives the portkey provider.
+        return {"x-portkey-provider": "openai", "x-portkey-custom-host": upstreams["llama-server-qwen"]}
+
+    def preload_path(self, run_dir: Path | None = None) -> Path:
+        return (run_dir or paths.run_dir()) / "portkey-loopback.cjs"
+
+    def prepare(self, ctx: LaunchContext) -> None:
+        if "llama-server-qwen" not in ctx.upstreams:
+            raise InstallError("portkey proxies llama-server-qwen, which is not running")
+        ctx.run_dir.mkdir(parents=True, exist_ok=True)
+        self.preload_path(ctx.run_dir).write_text(_LOOPBACK_PRELOAD, encoding="utf-8")
+
+    def argv(self, port: int, key: str) -> list[str]:
+        return [
+            shutil.which("node") or "node",
+            "--require",
+            str(self.preload_path()),
+            str(self.entry),
+            f"--port={port}",
+            "--headless",
+            f"--host={LOOPBACK}",  # read by the preload
+        ]
+
+    def env(self, key: str) -> dict[str, str]:
+        return {"NODE_ENV": "production"}
+
+
 def _prepend_path(entry: str, var: str) -> str:
     current = os.environ.get(var)
     return f"{entry}:{current}" if current else entry
@@ -544,7 +727,17 @@ def _prepend_path(entry: str, var: str) -> str:
 
 SPECS: dict[str, ServerSpec] = {
     spec.name: spec
-    for spec in (LlamaServerSpec(), LlamaCppPythonSpec(), VllmSpec(), LiteLLMSpec(), TransformersServeSpec())
+    for spec in (
+        LlamaServerSpec(),
+        LlamaCppPythonSpec(),
+        VllmSpec(),
+        LiteLLMSpec(),
+        TransformersServeSpec(),
+        LlamaServerQwenSpec(),
+        PortkeySpec(),
+        VllmQwenSpec(),
+        LlamaCppPythonQwenSpec(),
+    )
 }
 
 
