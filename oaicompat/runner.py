@@ -139,7 +139,9 @@ def judge(spec: CheckSpec, target: Target, exchanges: Sequence[Exchange]) -> Eva
         observations, finding = (), found
     except Exception as exc:  # noqa: BLE001 - a harness bug, reported as outcome "error"
         observations, finding = (), exc
-    outcome = decide(spec, finding, target.provider, target.model, observations)
+    paths = {ex.request.path for ex in exchanges}
+    endpoint = paths.pop() if len(paths) == 1 else None    # an endpoint-scoped expectation needs one path
+    outcome = decide(spec, finding, target.provider, target.model, observations, endpoint)
     return Evaluation(spec, target, outcome, tuple(exchanges), finding)
 
 
