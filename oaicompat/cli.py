@@ -95,39 +95,33 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1 if diffs else 0
 
 
-def _cassette_of(test_id: str, provider: str) -> str:
-    """suites/test_chat.py::test_x[p-m] → fixtures/cassettes/<p>/test_chat/test_x.yaml (the default model's)."""
-    path, _, name = test_id.partition("::")
-    return f"fixtures/cassettes/{provider}/{Path(path).stem}/{name.split('[')[0]}.yaml"
-
-
-def propose_expectations(doc: dict, provider: str) -> dict[str, dict[str, str]]:
-    """Expectations for the quirks a run found but providers.yaml does not declare: reason from the
-    finding, source the cassette (or third-party file) that shows it, origin `model` for capability checks."""
-    out: dict[str, dict[str, str]] = {}
-    for r in doc["records"]:
-        if r["provider"] != provider or r["outcome"] != "unexpected-quirk":
-            continue
-        for quirk in r["quirks"]:
-            detail = r["message"].split("] ", 1)[-1].split(" — not declared", 1)[0]
-            ev = next((e for e in r["evidence"] if e.get("cassette") or e.get("imported_file")), {})
-            source = ev.get("cassette") or ev.get("imported_file") or _cassette_of(r["test"], provider)
-            entry = {"reason": f"observed: {detail}"[:300], "source": source}
-            if r["kind"] == "capability":
-                entry["origin"] = "model"
-            out.setdefault(quirk, entry)
-    return out
-
-
 def cmd_propose(args: argparse.Namespace) -> int:
-    import yaml
+    from .fileio import atomic_write_text
+    from .propose import apply_drafts, check_applied, draft_expectations, render
+    from .quirks import load_catalogue
     from .results import load_results
 
-    doc = load_results(Path(args.results))
-    proposed = propose_expectations(doc, args.provider)
-    if proposed:
-        print(yaml.safe_dump({"expectations": proposed}, sort_keys=True, allow_unicode=True, width=200), end="")
-    print(f"# {len(proposed)} undeclared quirk(s) for {args.provider}", file=sys.stderr)
+    cfg = _providers(args)
+    records = [r for path in args.results for r in load_results(Path(path))["records"]]
+    proposal = draft_expectations(records, cfg, load_catalogue(), args.provider or None)
+    for note in proposal.notes:
+        print(f"# note: {note}", file=sys.stderr)
+    if not args.write:
+        print(render(proposal), end="")
+    elif proposal.drafts:
+        text = cfg.path.read_text(encoding="utf-8")
+        edited = apply_drafts(text, proposal.drafts)
+        check_applied(edited, proposal.drafts)
+        from .config import parse_providers
+        import yaml
+        parse_providers(yaml.safe_load(edited), cfg.path, runtime_environment())
+        atomic_write_text(cfg.path, edited)
+        for d in proposal.drafts:
+            print(f"{d.action} {d.provider}.{d.quirk}: {d.note}")
+    counts = {a: sum(d.action == a for d in proposal.drafts) for a in ("add", "update", "remove")}
+    where = f"written to {cfg.path}" if args.write and proposal.drafts else "drafted"
+    print(f"# {counts['add']} new, {counts['update']} re-scoped, {counts['remove']} removed expectation(s) {where}; "
+          f"{len(proposal.notes)} note(s)", file=sys.stderr)
     return 0
 
 
@@ -145,9 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("recorded")
     c.add_argument("live")
     c.set_defaults(func=cmd_compare)
-    pr = sub.add_parser("propose", help="print providers.yaml expectations for the undeclared quirks a run found")
-    pr.add_argument("results")
-    pr.add_argument("--provider", required=True)
+    pr = sub.add_parser("propose", help="draft providers.yaml expectations from results (recorded and imported): "
+                                         "new quirks, intermittent or model-scoped ones, removals")
+    pr.add_argument("results", nargs="+", help="results files (results.json, results-imported.json)")
+    pr.add_argument("--provider", action="append", default=[],
+                    help="only this provider (repeatable; default every provider the results name)")
+    pr.add_argument("--write", action="store_true",
+                    help="write the drafts into providers.yaml (lines inserted or replaced; comments and order kept)")
     pr.set_defaults(func=cmd_propose)
     for name, (_, _, help_text) in DELEGATED.items():
         sub.add_parser(name, help=help_text, add_help=False)
