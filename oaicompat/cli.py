@@ -77,12 +77,35 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.evidence:
         from .imported.evidence import imported_records
         from .imported.cli import validate_evidence
-        problems.extend(validate_evidence(cfg, imported_records(cfg)))
+        records = imported_records(cfg)
+        problems.extend(validate_evidence(cfg, records))
+        problems.extend(partly_stale(cfg, records))
     for line in problems:
         print(line)
     print(f"{len(cfg.providers)} providers, {len(catalogue.quirks)} quirks, {len(CHECKS)} checks: "
           + ("OK" if not problems else f"{len(problems)} problem(s)"))
     return 1 if problems else 0
+
+
+def partly_stale(cfg: ProvidersConfig, records: list[dict]) -> list[str]:
+    """Declared quirks that some imported exchanges show and others pass without `intermittent` or a scope
+    that leaves them out: each such pass is a failing "stale expectation" record in the published matrix.
+    (Declared quirks no exchange shows are validate_evidence's "contradicted".)"""
+    shown: dict[tuple[str, str], int] = {}
+    stale: dict[tuple[str, str], int] = {}
+    for r in records:
+        if not any(ev.get("level") == "third-party" for ev in r.get("evidence", [])):
+            continue
+        for q in r.get("quirks", []):
+            key = (str(r.get("provider")), q)
+            if r.get("outcome") in ("expected-quirk", "unexpected-quirk"):
+                shown[key] = shown.get(key, 0) + 1
+            elif r.get("outcome") == "stale-expectation":
+                stale[key] = stale.get(key, 0) + 1
+    return [f"{cfg.path}: provider {p!r} declares {q!r}, which {shown[(p, q)]} imported exchange(s) show, but "
+            f"{n} passed (each a stale-expectation record): mark it `intermittent: true` or scope it with "
+            f"`models:`/`endpoints:` (oaicompat propose drafts which)"
+            for (p, q), n in sorted(stale.items()) if (p, q) in shown]
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

@@ -115,7 +115,7 @@ def _widened(exp: Expectation, shown: Sequence[Mapping[str, Any]],
     scope: dict[str, Any] = {}
     endpoints = [record_endpoint(r) for r in shown]
     if exp.models:
-        extra = sorted({str(r.get("model")) for r in shown} - {m for m in _models(shown) if _in(m, exp.models)})
+        extra = sorted(m for m in _models(shown) if not _in(m, exp.models))
         scope["models"] = [*exp.models, *extra]
     if exp.endpoints and None not in endpoints:
         extra = sorted({str(e) for e in endpoints if not _in(str(e), exp.endpoints)})
