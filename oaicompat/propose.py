@@ -15,8 +15,9 @@ the quirk are split into exchanges that show it and exchanges where the check pa
 A new expectation cites the file that shows it (the imported file, or the cassette) as `source`, and takes
 the quirk catalogue's title as `reason`. A declared expectation that the records do not fit (a model outside
 its scope shows it, or clean exchanges in scope without `intermittent`) is re-scoped, keeping its reason and
-source. A declared expectation no exchange shows, whose source is a repository file that no longer exists,
-is drafted for removal; one whose source is a document stays (a note says the evidence does not show it).
+source. A declared expectation no exchange shows, whose source is a repository file that no longer exists or
+whose own exchanges now pass, is drafted for removal; one whose source is a document stays (a note says
+the evidence does not show it).
 """
 
 from __future__ import annotations
@@ -160,9 +161,14 @@ def draft_for(provider: str, quirk: str, exp: Expectation | None, shown: Sequenc
     if not shown:
         if exp is None or not clean:
             return None
-        if _is_repo_path(exp.source) and not _source_exists(exp.source, root):
-            return Draft(provider, quirk, "remove",
-                         note=f"{len(clean)} exchange(s) passed, none shows it, and its source {exp.source} is gone")
+        if _is_repo_path(exp.source):
+            cited = exp.source.split("#", 1)[0]
+            if not _source_exists(cited, root):
+                return Draft(provider, quirk, "remove", note=f"{len(clean)} exchange(s) passed, none shows it, "
+                                                             f"and its source {cited} is gone")
+            if any(record_source(r) == cited for r in clean):
+                return Draft(provider, quirk, "remove", note=f"{len(clean)} exchange(s) passed, none shows it, "
+                                                             f"including those of its source {cited}")
         return (f"{provider}: {quirk} is declared ({exp.source}) but {len(clean)} judged exchange(s) passed and none "
                 f"shows it; kept (documented); scope it or mark it intermittent if the document says it is rare")
     if exp is not None and _fits(exp, shown, clean):

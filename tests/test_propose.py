@@ -125,6 +125,9 @@ def test_declared_but_never_shown_is_removed_only_when_its_source_file_is_gone(t
     (tmp_path / "fixtures/imported/p/gone/file.yaml").write_text("x")
     kept = draft_expectations(records, config(), CATALOGUE, owners=owners, root=tmp_path)
     assert kept.drafts == [] and len(kept.notes) == 2
+    records[0]["evidence"][0]["imported_file"] = "fixtures/imported/p/gone/file.yaml#3"   # its own file passes
+    got = draft_expectations(records, config(), CATALOGUE, owners=owners, root=tmp_path)
+    assert [(d.quirk, d.action) for d in got.drafts] == [("chat.model-not-echoed", "remove")]
 
 
 def test_apply_drafts_keeps_every_comment_and_line_order():
