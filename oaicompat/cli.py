@@ -1,16 +1,26 @@
-"""The `oaicompat` console script: providers, validate, servers, report, diff, import, evidence, nightly."""
+"""The `oaicompat` console script: providers, validate, servers, report, diff, import, evidence, nightly.
+
+Global options (--providers-file, --version) go before or after the subcommand."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
+import textwrap
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
-from .config import ProvidersConfig, load_providers, runtime_environment
+from . import __version__
+from .config import Provider, ProvidersConfig, load_providers, runtime_environment
 from .errors import OaicompatError
 from .paths import CASSETTES, IMPORTED, PROVIDERS_FILE
+
+# delegated subcommands that read a providers file: `oaicompat --providers-file X run` passes it on
+READS_PROVIDERS_FILE = frozenset({"run", "report", "evidence", "nightly"})
+PROVIDERS_WIDTH = 100           # `oaicompat providers` prints no longer line
+_DEFAULTED = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*):-([^}]*)\}")
 
 # subcommands implemented in their own modules: name → (module, function, help)
 DELEGATED: dict[str, tuple[str, str, str]] = {
@@ -28,26 +38,59 @@ def _providers(args: argparse.Namespace) -> ProvidersConfig:
     return load_providers(Path(args.providers_file), runtime_environment())
 
 
+def _unset_url_vars(p: Provider, env: Mapping[str, str]) -> list[str]:
+    """The variables of `p`'s base_url that are unset here, so that their `:-default` stands in for them."""
+    return [m.group(1) for m in _DEFAULTED.finditer(p.base_url_template) if not env.get(m.group(1))]
+
+
+def _startable() -> frozenset[str]:
+    """The local servers `oaicompat servers up` can install and start on this machine."""
+    from .servers.specs import SPECS
+    return frozenset(SPECS)
+
+
+def provider_status(p: Provider, env: Mapping[str, str], startable: frozenset[str]) -> tuple[str, str, str]:
+    """(evidence, to run live, URL as shown) for one provider. A local server's default URL with its variable
+    unset is only a guess unless oaicompat can start that server: such a provider is not called ready."""
+    has_cassettes = (CASSETTES / p.name).is_dir()
+    has_imported = (IMPORTED / p.name).is_dir()
+    evidence = "recorded" if has_cassettes else ("third-party" if has_imported else "documented only")
+    missing = list(p.missing_vars)
+    if p.api_key_env and not env.get(p.api_key_env):
+        missing.append(p.api_key_env)
+    unset = _unset_url_vars(p, env)
+    url = p.base_url or p.base_url_template
+    if p.name in startable:
+        todo = "ready" if not missing and not unset else f'eval "$(oaicompat servers up {p.name})"'
+    elif p.kind == "local" and unset:
+        todo = f"no server here: start one, then set {unset[0]}"
+        url = f"${unset[0]} unset (the server's default: {p.base_url})"
+    elif missing:
+        todo = f"set {' and '.join(missing)}"
+    else:
+        todo = "ready"
+    return evidence, todo, url
+
+
 def cmd_providers(args: argparse.Namespace) -> int:
     cfg = _providers(args)
     env = runtime_environment()
-    rows = []
+    startable = _startable()
+    rows = [(p, *provider_status(p, env, startable)) for p in cfg.providers.values()]
+    users: dict[str | None, list[str]] = {}
     for p in cfg.providers.values():
-        has_cassettes = (CASSETTES / p.name).is_dir()
-        has_imported = (IMPORTED / p.name).is_dir()
-        missing = list(p.missing_vars)
-        if p.api_key_env and not env.get(p.api_key_env):
-            missing.append(p.api_key_env)
-        level = "live-ready" if not missing else ("recorded" if has_cassettes else
-                                                  ("third-party" if has_imported else "documented"))
-        models = ", ".join([p.model, *p.models])
-        need = f"set {' and '.join(missing)}" if missing else "ready"
-        rows.append((p.name, p.kind, models, "yes" if has_cassettes else "no",
-                     "yes" if has_imported else "no", p.base_url or p.base_url_template, need, level))
-    header = ("provider", "kind", "models", "cassettes", "imported", "base_url", "to run live", "level")
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for r in [header, *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+        users.setdefault(p.base_url, []).append(p.name)
+    name_w = max(len("provider"), *(len(p.name) for p, *_ in rows))
+    print(f"{'provider'.ljust(name_w)}  {'kind':8} {'evidence':16} to run live")
+    for p, evidence, todo, url in rows:
+        print(f"{p.name.ljust(name_w)}  {p.kind:8} {evidence:16} {todo}"[:PROVIDERS_WIDTH])
+        detail = f"models: {', '.join([p.model, *p.models])}; url: {url}"
+        others = [n for n in users.get(p.base_url, []) if n != p.name and p.base_url]
+        if others:
+            detail += f" (also {', '.join(others)}'s)"
+        for line in textwrap.wrap(detail, PROVIDERS_WIDTH, initial_indent="    ", subsequent_indent="      ",
+                                  break_on_hyphens=False):
+            print(line)
     return 0
 
 
@@ -148,10 +191,18 @@ def cmd_propose(args: argparse.Namespace) -> int:
     return 0
 
 
+def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """--providers-file on the top parser and on every subcommand's; a subcommand's copy only overrides the
+    top one when given (default SUPPRESS), so it works before or after the subcommand."""
+    parser.add_argument("--providers-file", default=str(PROVIDERS_FILE) if top else argparse.SUPPRESS,
+                        metavar="providers.yaml", help="the providers file to read (default: the repository's)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oaicompat", description=__doc__)
-    parser.add_argument("--providers-file", default=str(PROVIDERS_FILE), help="providers.yaml to read")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"oaicompat {__version__}")
+    _global_options(parser, top=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("providers", help="list providers, their models, and what each needs to run")
     p.set_defaults(func=cmd_providers)
     v = sub.add_parser("validate", help="check providers.yaml and the quirk catalogue")
@@ -159,17 +210,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also compare declared quirks with what imported third-party recordings show")
     v.set_defaults(func=cmd_validate)
     c = sub.add_parser("compare", help="fail when two runs (recorded vs live) disagree on any outcome")
-    c.add_argument("recorded")
-    c.add_argument("live")
+    c.add_argument("recorded", metavar="RECORDED.json", help="results of the replayed run")
+    c.add_argument("live", metavar="LIVE.json", help="results of the live run")
     c.set_defaults(func=cmd_compare)
     pr = sub.add_parser("propose", help="draft providers.yaml expectations from results (recorded and imported): "
                                          "new quirks, intermittent or model-scoped ones, removals")
-    pr.add_argument("results", nargs="+", help="results files (results.json, results-imported.json)")
+    pr.add_argument("results", nargs="+", metavar="RESULTS.json",
+                    help="results files (results.json of a run, results-imported.json of the evidence)")
     pr.add_argument("--provider", action="append", default=[],
                     help="only this provider (repeatable; default every provider the results name)")
     pr.add_argument("--write", action="store_true",
                     help="write the drafts into providers.yaml (lines inserted or replaced; comments and order kept)")
     pr.set_defaults(func=cmd_propose)
+    for sp in (p, v, c, pr):
+        _global_options(sp, top=False)
     for name, (_, _, help_text) in DELEGATED.items():
         sub.add_parser(name, help=help_text, add_help=False)
     return parser
@@ -181,18 +235,38 @@ def _delegate(name: str, argv: Sequence[str]) -> int:
     return int(fn(list(argv)) or 0)
 
 
+def _split_delegated(argv: list[str]) -> tuple[list[str], str, list[str]] | None:
+    """(global options, subcommand, its arguments) when argv names a delegated subcommand, else None."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in DELEGATED:
+            return argv[:i], arg, argv[i + 1:]
+        if arg == "--providers-file":
+            i += 2
+        elif arg.startswith("-"):
+            i += 1
+        else:
+            return None
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    # delegated subcommands own their arguments
-    for i, arg in enumerate(argv):
-        if arg in DELEGATED:
-            try:
-                return _delegate(arg, argv[i + 1:])
-            except OaicompatError as exc:
-                print(f"oaicompat {arg}: {exc}", file=sys.stderr)
+    split = _split_delegated(argv)
+    if split is not None and "--version" not in split[0] and not {"-h", "--help"} & set(split[0]):
+        before, name, rest = split
+        if before:
+            if name not in READS_PROVIDERS_FILE or before[0] != "--providers-file" or len(before) != 2:
+                print(f"oaicompat: error: {' '.join(before)} before '{name}': oaicompat {name} takes its options "
+                      f"after its name (oaicompat {name} --help)", file=sys.stderr)
                 return 2
-        if not arg.startswith("-"):
-            break
+            rest = [*before, *rest]         # the delegated parser owns --providers-file too
+        try:
+            return _delegate(name, rest)
+        except OaicompatError as exc:
+            print(f"oaicompat {name}: {exc}", file=sys.stderr)
+            return 2
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

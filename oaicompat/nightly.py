@@ -1,7 +1,7 @@
 """`oaicompat nightly`: the nightly matrix (.github/workflows/nightly.yml), run locally.
 
-    oaicompat nightly --providers llama-server,vllm --live --jobs 2 --previous old/results.json -o out
-    oaicompat nightly --providers deepseek --record-mode=all --replay-unconfigured --no-report -o out
+    oaicompat nightly --provider llama-server,vllm --live --jobs 2 --previous old/results.json -o out
+    oaicompat nightly --provider deepseek --record-mode=all --replay-unconfigured --no-report -o out
     oaicompat nightly --from-results shards/*.json --previous prev.json --evidence -o out   # merge only
     oaicompat nightly --matrix            # the hosted providers and their key variables, as JSON
     oaicompat nightly --servers-cache-key # a cache key for ~/.cache/oaicompat from the servers' versions
@@ -226,8 +226,9 @@ def plan_shards(config: ProvidersConfig, names: list[str], args: argparse.Namesp
             if args.replay_unconfigured and (cassettes / provider.name).is_dir():
                 shard.mode_args = []
                 shard.note += ": replaying its cassettes instead"
-            else:
+            else:     # a documented-only vendor without a key or cassettes: an empty shard is expected
                 shard.note += ": checks that need the network report not-configured"
+                shard.mode_args.append("--allow-empty")
         shards.append(shard)
     return shards
 
@@ -256,9 +257,10 @@ def _call(cmd: list[str]) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="oaicompat nightly", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--providers", action="append", default=[], metavar="A,B,C",
-                   help="providers to run (comma list, repeatable, or 'all'); default: every provider that has "
-                        "cassettes")
+    p.add_argument("--provider", action="append", default=[], metavar="A,B,C",
+                   help="providers to run (comma list, repeatable, or 'all'), as pytest --provider; default: every "
+                        "provider that has cassettes")
+    p.add_argument("--providers", action="append", dest="provider", help=argparse.SUPPRESS)  # old spelling
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--live", action="store_true", help="talk to the providers, write no cassette")
     mode.add_argument("--record-mode", default=None,
@@ -268,8 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="shards run at once (default: min(4, CPUs))")
     p.add_argument("--previous", type=Path, default=None, metavar="OLD.json",
                    help="results to diff against (e.g. the last published data/results.json)")
-    p.add_argument("-o", "--output", type=Path, required=False, default=None, metavar="OUTDIR")
-    p.add_argument("--providers-file", type=Path, default=PROVIDERS_FILE)
+    p.add_argument("-o", "--output", type=Path, required=False, default=None, metavar="OUTDIR",
+                   help="where the shards' results and logs, the merge, the diff and the report go (required)")
+    p.add_argument("--providers-file", type=Path, default=PROVIDERS_FILE, metavar="providers.yaml",
+                   help="the providers file (default: the repository's providers.yaml)")
     p.add_argument("--cassette-dir", type=Path, default=None,
                    help="root of the cassettes (default: fixtures/cassettes)")
     p.add_argument("--suites", type=Path, action="append", default=None,
@@ -327,9 +331,9 @@ def main(argv: list[str]) -> int:
         paths = list(args.from_results)
     else:
         cassettes = Path(args.cassette_dir) if args.cassette_dir else CASSETTES
-        names = args.providers or [p for p in config.providers if (cassettes / p).is_dir()]
+        names = args.provider or [p for p in config.providers if (cassettes / p).is_dir()]
         if not names:
-            print(f"{prog}: no provider has cassettes under {cassettes}; name some with --providers", file=sys.stderr)
+            print(f"{prog}: no provider has cassettes under {cassettes}; name some with --provider", file=sys.stderr)
             return 2
         try:
             shards = plan_shards(config, names, args, env)
@@ -381,7 +385,7 @@ def main(argv: list[str]) -> int:
                 inputs.append(str(imported))
         site = out / "report"
         inputs.append(str(merged_path))
-        if _call(_cli("report", *inputs, "--providers", str(args.providers_file), "-o", str(site))) != 0:
+        if _call(_cli("report", *inputs, "--providers-file", str(args.providers_file), "-o", str(site))) != 0:
             broken.append("report")
         else:
             data = site / "data"

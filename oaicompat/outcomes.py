@@ -6,11 +6,12 @@ Outcome into pass / xfail / fail / skip; results.json records it as is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from .checks.base import Blocked, CheckSpec, Finding, NotApplicable, Observation, QuirkFound, Violation
 from .config import Expectation, Provider
+from .scrub import Scrubber
 
 OutcomeName = Literal[
     "pass",                # the rule holds
@@ -53,9 +54,22 @@ class Outcome:
 
 
 def decide(spec: CheckSpec, finding: BaseException | None, provider: Provider, model: str,
-           observations: tuple[Observation, ...] = (), endpoint: str | None = None) -> Outcome:
-    """`endpoint`: the request path of the exchange judged (relative to base_url); expectations scoped with
-    `endpoints:` apply only there, those scoped with `models:` only to those models."""
+           observations: tuple[Observation, ...] = (), scrubber: Scrubber | None = None,
+           endpoint: str | None = None) -> Outcome:
+    """The outcome, its message and evidence lines scrubbed of every key (a check may quote what a vendor
+    echoed): the keys named in the environment, plus `scrubber`'s. `endpoint`: the request path of the
+    exchange judged (relative to base_url); expectations scoped with `endpoints:` apply only there, those
+    scoped with `models:` only to those models."""
+    outcome = _decide(spec, finding, provider, model, observations, endpoint)
+    clean = Scrubber.from_environment().merged(scrubber)
+    message, lines = clean.text(outcome.message), tuple(clean.text(line) for line in outcome.lines)
+    if message == outcome.message and lines == outcome.lines:
+        return outcome
+    return replace(outcome, message=message, lines=lines)
+
+
+def _decide(spec: CheckSpec, finding: BaseException | None, provider: Provider, model: str,
+            observations: tuple[Observation, ...] = (), endpoint: str | None = None) -> Outcome:
     declared: dict[str, Expectation] = {}
     for q in spec.quirks:
         exp = provider.expectation_for(q, model, endpoint)

@@ -20,6 +20,7 @@ from .exchange import Exchange
 from .fileio import atomic_write_text
 from .outcomes import Outcome
 from .paths import SCHEMAS
+from .scrub import Scrubber
 from .timing import timing_of
 
 RESULTS_FORMAT = 1
@@ -98,7 +99,7 @@ class ResultsLog:
             "records": self.records,
         }
 
-    def write(self, path: Path) -> None:
+    def write(self, path: Path, scrubber: Scrubber | None = None) -> None:
         """Validate and write the document. A record the schema refuses becomes an `error` record saying why, so
         one bad record never costs the run its results file."""
         doc = self.document()
@@ -107,15 +108,17 @@ class ResultsLog:
         except ResultsError:
             doc["records"] = repaired_records(doc["records"], str(path))
             validate_results(doc, str(path))
-        write_json_atomic(path, doc)
+        write_json_atomic(path, doc, scrubber)
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def write_json_atomic(path: Path, doc: Any) -> None:
-    """`doc` as indented JSON, atomically; a value JSON has no type for is written as its clipped repr."""
+def write_json_atomic(path: Path, doc: Any, scrubber: Scrubber | None = None) -> None:
+    """`doc` as indented JSON, atomically; a value JSON has no type for is written as its clipped repr. Every
+    string is scrubbed at write time (the keys in the environment, plus `scrubber`'s)."""
+    doc = Scrubber.from_environment().merged(scrubber).value(doc)
     text = json.dumps(doc, indent=1, ensure_ascii=False, default=lambda value: clip(repr(value), 200))
     atomic_write_text(path, text + "\n", mode=0o644)   # results are published
 

@@ -27,6 +27,7 @@ from .config import Provider
 from .errors import CassetteError, CassetteMiss
 from .exchange import Exchange
 from .outcomes import Outcome, decide
+from .scrub import Scrubber
 from .session import NotReady
 from .transport import RequestSpec
 
@@ -116,7 +117,7 @@ async def evaluate(check: Check, target: Target, source: ProbeSource | Sequence[
             down[target.provider.name] = unreachable
         return Evaluation(spec, target, Outcome("unavailable", f"provider unavailable: {unreachable}"),
                           tuple(exchanges))
-    return judge(spec, target, exchanges)
+    return judge(spec, target, exchanges, scrubber=getattr(session, "scrubber", None))
 
 
 def evaluate_exchanges(check: Check, target: Target, exchanges: Sequence[Exchange]) -> Evaluation:
@@ -128,7 +129,8 @@ def evaluate_exchanges(check: Check, target: Target, exchanges: Sequence[Exchang
     return judge(spec, target, exchanges)
 
 
-def judge(spec: CheckSpec, target: Target, exchanges: Sequence[Exchange]) -> Evaluation:
+def judge(spec: CheckSpec, target: Target, exchanges: Sequence[Exchange],
+          scrubber: Scrubber | None = None) -> Evaluation:
     """Run the check on its exchanges and decide the outcome: a Finding is what the check found, any other
     exception is a harness bug (outcome "error"), never a quirk."""
     finding: BaseException | None
@@ -141,7 +143,8 @@ def judge(spec: CheckSpec, target: Target, exchanges: Sequence[Exchange]) -> Eva
         observations, finding = (), exc
     paths = {ex.request.path for ex in exchanges}
     endpoint = paths.pop() if len(paths) == 1 else None    # an endpoint-scoped expectation needs one path
-    outcome = decide(spec, finding, target.provider, target.model, observations, endpoint)
+    outcome = decide(spec, finding, target.provider, target.model, observations, scrubber=scrubber,
+                     endpoint=endpoint)
     return Evaluation(spec, target, outcome, tuple(exchanges), finding)
 
 

@@ -8,8 +8,8 @@ request was) and reports what the SDK made of the bytes. With `helper=True` it r
 string fields (a `role` sent on every chunk becomes "assistantassistant…").
 
 So "breaks openai-python" is measured, not guessed. Nothing is sent anywhere: the transport never
-opens a socket. `openai` is imported lazily; without it `SDKUnavailable` is raised (install the
-test extra: pip install -e '.[test]'). This module imports only `oaicompat.exchange` (and httpx).
+opens a socket. `openai` is imported lazily; without it `SDKUnavailable` is raised (it is a main
+dependency of oaicompat: pip install -e . installs it). This module imports only `oaicompat.exchange` (and httpx).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from .exchange import Exchange
 
 __all__ = ["INSTALL_HINT", "SDKResult", "SDKUnavailable", "ErrorKind", "load_openai", "replay_through_openai"]
 
-INSTALL_HINT = "pip install -e '.[test]'"
+INSTALL_HINT = "pip install -e . (openai is one of oaicompat's dependencies)"
 BASE_URL = "http://sdk.invalid/v1"
 MAX_MESSAGE = 300
 

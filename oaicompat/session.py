@@ -25,6 +25,7 @@ from typing import Any, Literal
 import certifi
 import httpx
 
+from .budget import Meter
 from .cassette import (RECORDED_ATTRIBUTE, RECORDED_EXTENSION, Cassette, Replayer, exchange_to_interaction,
                        merge_interactions, new_header, request_key)
 from .config import Provider
@@ -87,12 +88,13 @@ class ProbeSession:
 
     `mode`: a RunMode (a record-mode string and `live_only` are accepted and parsed into one).
     `missing`: configuration the provider lacks (see `credentials`); `record_hint`: the command that records
-    this test, quoted when its cassette is missing."""
+    this test, quoted when its cassette is missing; `meter`: counts the tokens live replies report and raises
+    BudgetExhausted before a send that would go over --budget."""
 
     def __init__(self, *, provider: Provider, model: str, path: Path, mode: RunMode | str,
                  api_key: str | None, scrubber: Scrubber, memo: LiveMemo, test_id: str,
                  rerecord: str, live_only: bool = False, server_info: dict[str, Any] | None = None,
-                 missing: Sequence[str] = (), record_hint: str = "") -> None:
+                 missing: Sequence[str] = (), record_hint: str = "", meter: Meter | None = None) -> None:
         self.provider = provider
         self.model = model
         self.path = path
@@ -105,6 +107,7 @@ class ProbeSession:
         self.record_hint = record_hint or rerecord
         self.missing = tuple(missing)
         self.server_info = server_info or {}
+        self.meter = meter          # the run's token meter and --budget (live sends only)
         self.cassette: Cassette | None = None
         self.replayer: Replayer | None = None
         self.recorded: list[Exchange] = []
@@ -172,8 +175,12 @@ class ProbeSession:
         if not fresh and key in self.memo.store:
             ex = self.memo.store[key]
         else:
+            if self.meter is not None:
+                self.meter.admit(self.provider.name, spec, self.test_id)     # may raise BudgetExhausted
             transport = Transport(self.provider, self._live(), api_key=self.api_key)
             ex = self.scrubber.exchange(await transport.send(spec))
+            if self.meter is not None:
+                self.meter.spent(self.provider.name, ex)
             if not fresh:
                 self.memo.store[key] = ex
         self.recorded.append(ex)

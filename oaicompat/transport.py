@@ -22,7 +22,8 @@ from . import __version__, retry
 from .config import Provider
 from .exchange import Attempt, Chunk, Exchange, Request, TransportFailure
 
-MAX_BODY_BYTES = 32 * 1024 * 1024
+MAX_BODY_BYTES = 12 * 1024 * 1024   # a body past this is cut: reading stops, the exchange is marked too-large
+MAX_KEPT_CHUNKS = 4096              # reads kept one by one with their times; later reads merge into one tail chunk
 WRONG_KEY = "sk-oaicompat-deliberately-wrong-key-0000"
 
 
@@ -121,10 +122,11 @@ class Transport:
                           headers=tuple(headers.items()), body=body)
         max_retries = int(spec.retries if spec.retries is not None else self.provider.retries["max_retries"])
         total = spec.timeout or float(self.provider.timeouts["total"])
+        deadline = time.perf_counter() + total    # one deadline for the request: every attempt, sleep and read
         attempts: list[Attempt] = []
         while True:
             t0 = time.perf_counter()
-            got = await self._attempt(spec.method, url, headers, body, total)
+            got = await self._attempt(spec.method, url, headers, body, max(deadline - t0, 0.001))
             elapsed = time.perf_counter() - t0
             hdrs = {k.lower(): v for k, v in got.headers}
             body_started = bool(got.chunks)
@@ -134,7 +136,8 @@ class Transport:
                 transport_failure=got.status is None,
             )
             is_error = got.status is None or got.status >= 400
-            if is_error and decision.retry and not (got.status is None and body_started):
+            in_time = deadline - time.perf_counter() > decision.delay
+            if is_error and decision.retry and in_time and not (got.status is None and body_started):
                 attempts.append(Attempt(
                     status=got.status, failure=got.failure.message if got.failure else None,
                     retry_after=hdrs.get("retry-after"), retry_after_ms=hdrs.get("retry-after-ms"),
@@ -152,11 +155,18 @@ class Transport:
 
     async def _attempt(self, method: str, url: str, headers: dict[str, str], body: bytes,
                        total: float) -> _Received:
+        """One try within `total` seconds (what is left of the request's deadline), reading the body too.
+
+        Bounded whatever the server does: at most MAX_BODY_BYTES are kept (then reading stops: too-large),
+        at most MAX_KEPT_CHUNKS reads keep their own chunk (later reads are merged into one tail chunk), and
+        the deadline is checked after every read, since a server that always has data ready may never let
+        asyncio's timeout fire."""
         got = _Received()
         t0 = time.perf_counter()
         timeout = httpx.Timeout(total, connect=min(float(self.provider.timeouts["connect"]), total),
                                 read=min(float(self.provider.timeouts["read"]), total))
         size = 0
+        tail = _Tail()
         try:
             async with asyncio.timeout(total):
                 async with self.client.stream(method, url, headers=headers, content=body or None,
@@ -168,11 +178,26 @@ class Transport:
                     async for data in resp.aiter_raw():
                         if not data:
                             continue
-                        got.chunks.append(Chunk(time.perf_counter() - t0, data))
+                        now = time.perf_counter() - t0
+                        over = size + len(data) - MAX_BODY_BYTES
+                        if over > 0:
+                            data = data[:len(data) - over]
                         size += len(data)
-                        if size > MAX_BODY_BYTES:
+                        if not data:
+                            pass
+                        elif len(got.chunks) < MAX_KEPT_CHUNKS:
+                            got.chunks.append(Chunk(now, data))
+                        else:
+                            tail.add(now, data)
+                        if over > 0:
                             got.failure = TransportFailure(
                                 "too-large", f"body exceeded {MAX_BODY_BYTES} bytes; stopped reading", size)
+                            break
+                        if now >= total:
+                            got.failure = TransportFailure(
+                                "timeout", f"no complete response within {total:g} s (the body was still "
+                                           f"arriving: {size} bytes in {len(got.chunks) + tail.reads} reads)",
+                                size)
                             break
         except (httpx.HTTPError, OSError, TimeoutError, asyncio.TimeoutError) as exc:
             kind = classify(exc)
@@ -180,5 +205,23 @@ class Transport:
             if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
                 message = f"no complete response within {total:g} s"
             got.failure = TransportFailure(kind, message, size)  # type: ignore[arg-type]
+        if tail.reads:
+            got.chunks.append(tail.chunk())
         return got
+
+
+@dataclass
+class _Tail:
+    """Reads past MAX_KEPT_CHUNKS, merged: one chunk at the time of the last of them."""
+    data: bytearray = field(default_factory=bytearray)
+    t: float = 0.0
+    reads: int = 0
+
+    def add(self, t: float, data: bytes) -> None:
+        self.data += data
+        self.t = t
+        self.reads += 1
+
+    def chunk(self) -> Chunk:
+        return Chunk(self.t, bytes(self.data))
 

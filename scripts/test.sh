@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The project's test command (README command 2; .ci/run calls it). On a fresh machine it installs what the
 # tests need (the real local servers, cached in ~/.cache/oaicompat; Chromium from Debian), then:
+#   0. proves README command 1 on a fresh machine: a clean virtualenv, `pip install -e .` and `oaicompat run`
+#      in a temporary copy of the checkout leave reports/ exactly as committed (the real tree is not written),
 #   1. brings the real servers up and runs every suite live against them,
 #   2. replays the same providers from their cassettes and fails if any outcome differs from the live run,
 #   3. replays every recorded provider offline (the main job's suite run),
 #   4. checks that providers.yaml's expectations agree with the imported evidence (validate --evidence),
-#   5. runs the harness's own tests,
+#   5. runs the harness's own tests (`pytest tests`; plain `pytest` runs the conformance suites only),
 # and always brings the servers down. Fails if any pytest run collects no test (exit 5).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +27,36 @@ run_pytest() {  # fail on any non-zero exit, including 5 (no tests ran)
 
 step "Chromium (for the report tests)"
 scripts/install-chromium.sh || status=1
+
+# README command 1 (`pip install -e . && oaicompat run`) on a fresh machine must reproduce reports/ byte for byte.
+# It runs in a copy of the checkout as it stands (tracked and untracked files, not ignored ones), committed there
+# so that `git status` shows only what the run changed; the virtualenv gets the main dependencies only.
+fresh_install() {
+  local venv="$ART/fresh-venv" copy rc changed
+  copy="$(mktemp -d -t oaicompat-fresh.XXXXXX)" || return 1
+  git ls-files -z --cached --others --exclude-standard \
+    | tar --null --ignore-failed-read -T - -cf - 2>/dev/null | tar -xf - -C "$copy" || return 1
+  git -C "$copy" init -q && git -C "$copy" add -A \
+    && git -C "$copy" -c user.name=oaicompat -c user.email=test@invalid commit -q -m "the checkout under test" \
+    || return 1
+  if ! { python -m venv "$venv" && "$venv/bin/python" -m pip install -q -e "$copy"; }; then
+    echo "a clean virtualenv could not install the checkout (pip install -e .)" >&2; return 1
+  fi
+  (cd "$copy" && env -u PYTHONPATH "$venv/bin/oaicompat" run) >"$ART/fresh-run.log" 2>&1; rc=$?
+  changed="$(git -C "$copy" status --porcelain -- reports/)"
+  if [ -n "$changed" ]; then
+    echo "README command 1 in a clean virtualenv changed $(wc -l <<<"$changed") path(s) under reports/ (log:" \
+         "$ART/fresh-run.log). First paths, then the first differing lines:" >&2
+    head -n 5 <<<"$changed" >&2
+    git -C "$copy" diff --no-color -U0 -- reports/ | grep -E '^[-+]' | grep -vE '^(---|\+\+\+) ' | cut -c1-200 \
+      | head -n 12 >&2
+    return 1
+  fi
+  if [ "$rc" -ne 0 ]; then echo "oaicompat run exited $rc in a clean virtualenv (log: $ART/fresh-run.log)" >&2; return 1; fi
+  rm -rf "$copy"
+}
+step "README command 1 from a clean virtualenv: pip install -e . && oaicompat run leaves reports/ unchanged"
+fresh_install || status=1
 
 # One server at a time: two llama.cpp engines (or vLLM's CPU worker) on two cores spin against each other and
 # slow generation a hundredfold. LiteLLM proxies llama-server, so those two share one stage.
@@ -73,7 +105,7 @@ run_pytest suites --results "$ART/replay.json" -q
 step "providers.yaml agrees with the imported evidence (oaicompat validate --evidence)"
 python -m oaicompat.cli validate --evidence || status=1
 
-step "the harness's own tests"
+step "the harness's own tests (pytest tests)"
 run_pytest tests -q -m "not fuzz"
 
 echo "artifacts: $ART" >&2

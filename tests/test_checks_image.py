@@ -246,7 +246,7 @@ bodies = st.one_of(st.binary(max_size=200), st.sampled_from([
     b'{"choices": [{"message": {"content": 5}}]}', b"[" * 5000 + b"]" * 5000, b"\xff\xfe{", b'"text"']))
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(statuses, bodies), min_size=2, max_size=2))
 def test_no_body_crashes_a_check(replies):
     for spec in IMAGE_CHECKS:

@@ -203,7 +203,7 @@ bodies = st.one_of(st.binary(max_size=200), st.sampled_from([
     b"data: " + b"[" * 5000 + b"\n\n", b"[" * 5000 + b"]" * 5000, b"\xff\xfe{"]))
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(statuses, bodies, st.sampled_from(["application/json", "text/event-stream"])),
                 min_size=3, max_size=3))
 def test_no_body_crashes_a_check(replies):

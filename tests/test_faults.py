@@ -2,20 +2,22 @@
 owning check's quirk, or Blocked naming the check that reports it), never as a harness error, never as a hang
 past the configured timeout, and a faulty re-record never loses what a cassette already holds.
 
-Each test is bounded (asyncio.wait_for, or a subprocess timeout for the end-to-end run).
+Each test is bounded (asyncio.wait_for, or a subprocess timeout for the end-to-end run): a hang fails the test
+with a TimeoutError. No test asserts how long anything took — on a loaded machine that fails by chance — they
+assert behaviour instead: the failure kind, the retry count, the sleep the transport chose, the cut exchange.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from oaicompat.checks.base import CHECKS, PROBES, ProbeContext
+from oaicompat.checks.sdk import INSTALL_OWNER
 from oaicompat.session import LiveMemo
 from oaicompat.scrub import Scrubber
 from oaicompat.session import ProbeSession
@@ -24,7 +26,6 @@ from tests.support.behaviours import (HTML_PAGE, KEY, KEY_ENV, Baseline, Behavio
 from tests.support.wire_server import Reply, Req, WireServer
 
 BOUND = 60.0                      # seconds any one test may take
-INSTALL_OWNER_PREFIX = "the test extra"
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +44,9 @@ def fault(name: str, hook: str, fn: Any, **provider_overrides: Any) -> Behaviour
     return Behaviour(f"fault.{name}", f"FAULT: {name}", {hook: [fn]}, provider=provider_overrides)
 
 
-def run(server: WireServer, behaviour: Behaviour, base: Baseline, bound: float = BOUND) -> tuple[SuiteRun, float]:
-    t0 = time.perf_counter()
-    result = asyncio.run(asyncio.wait_for(run_behaviour(server, behaviour, base), timeout=bound))
-    return result, time.perf_counter() - t0
+def run(server: WireServer, behaviour: Behaviour, base: Baseline, bound: float = BOUND) -> SuiteRun:
+    """The suite against `behaviour`; a hang past `bound` raises TimeoutError (a guard, not a measurement)."""
+    return asyncio.run(asyncio.wait_for(run_behaviour(server, behaviour, base), timeout=bound))
 
 
 def assert_named(run: SuiteRun, server: WireServer, *quirks: str) -> None:
@@ -58,7 +58,7 @@ def assert_named(run: SuiteRun, server: WireServer, *quirks: str) -> None:
     for cid, r in run.checks.items():
         if r.outcome.name == "blocked":
             owner = r.outcome.message.rsplit("(reported by ", 1)[-1].rstrip(")")
-            assert owner in CHECKS or owner.startswith(INSTALL_OWNER_PREFIX), (cid, r.outcome.message)
+            assert owner in CHECKS or owner == INSTALL_OWNER, (cid, r.outcome.message)
         if r.outcome.name == "unexpected-quirk":
             assert r.outcome.quirks and r.outcome.quirks[0] in CHECKS[cid].quirks, (cid, r.outcome.quirks)
     raised = run.quirks()
@@ -78,19 +78,18 @@ def test_stream_truncated_mid_event(server, baseline):
     def cut(reply: Reply, req: Req) -> None:
         if reply.kind == "stream" and text_stream(req):
             reply.cut, reply.after = len(b"".join(reply.events[:2])) + 25, "close"
-    result, took = run(server, fault("truncated", "reply", cut), baseline)
+    result = run(server, fault("truncated", "reply", cut), baseline)
     assert_named(result, server, "stream.truncated")
     ex = stream_exchange(result)
     assert ex.status == 200 and ex.failure is not None and ex.failure.after_bytes > 0
     assert len(ex.sse.events) == 2         # what arrived before the cut is kept and judged
-    assert took < BOUND
 
 
 def test_connection_reset_mid_stream(server, baseline):
     def reset(reply: Reply, req: Req) -> None:
         if reply.kind == "stream" and text_stream(req):
             reply.events, reply.after = reply.events[:3], "reset"
-    result, _ = run(server, fault("reset", "reply", reset), baseline)
+    result = run(server, fault("reset", "reply", reset), baseline)
     assert_named(result, server, "stream.truncated")
     ex = stream_exchange(result)
     assert ex.failure is not None and ex.failure.kind in ("reset", "protocol")
@@ -104,7 +103,7 @@ def test_invalid_utf8(server, baseline):
             reply.raw = req.ref.encode(reply.payload).replace(b"Hello", b"Hel\xfflo")
         elif reply.kind == "stream" and text_stream(req):
             reply.events = [ev.replace(b'"content": "Hello', b'"content": "Hel\xc3(lo') for ev in reply.events]
-    result, _ = run(server, fault("utf8", "reply", bad), baseline)
+    result = run(server, fault("utf8", "reply", bad), baseline)
     assert_named(result, server, "chat.body-not-json", "stream.invalid-utf8")
 
 
@@ -112,7 +111,7 @@ def test_non_json_body(server, baseline):
     def text(reply: Reply, req: Req) -> None:
         if reply.kind == "completion" and req.is_probe("chat.basic"):
             reply.raw, reply.content_type = b"upstream said: everything is fine", "text/plain"
-    result, _ = run(server, fault("non-json", "reply", text), baseline)
+    result = run(server, fault("non-json", "reply", text), baseline)
     assert_named(result, server, "chat.body-not-json")
 
 
@@ -124,12 +123,11 @@ def test_ten_megabyte_body(server, baseline):
         if reply.kind == "completion" and req.is_probe("chat.basic"):
             reply.raw = (HTML_PAGE * (size // len(HTML_PAGE) + 1))[:size]
             reply.content_type = "text/html"
-    result, took = run(server, fault("ten-megabytes", "reply", huge), baseline)
+    result = run(server, fault("ten-megabytes", "reply", huge), baseline)
     assert_named(result, server, "chat.body-not-json")
     r = result.checks["chat.body-json"]
     assert len(r.exchanges[0].body) == size and r.exchanges[0].failure is None
     assert all(len(line) < 1000 for line in r.outcome.lines)
-    assert took < BOUND
 
 
 def test_drip_fed_stream_slower_than_the_timeout(server, baseline):
@@ -138,11 +136,11 @@ def test_drip_fed_stream_slower_than_the_timeout(server, baseline):
         if reply.kind == "stream" and text_stream(req):
             reply.piece, reply.pace = 1, 0.2
     total = 1.0
-    result, took = run(server, fault("drip", "reply", drip, timeouts={"total": total, "read": 5}), baseline)
+    result = run(server, fault("drip", "reply", drip, timeouts={"total": total, "read": 5}), baseline)
     assert_named(result, server, "stream.never-ends")
     ex = stream_exchange(result)
-    assert ex.failure is not None and ex.failure.kind == "timeout" and ex.elapsed < total + 0.5
-    assert took < 3 * (total + 0.5) + 15     # three text streams time out, nothing waits longer
+    assert ex.failure is not None and ex.failure.kind == "timeout"   # the total timeout cut it, not the read one
+    assert b"[DONE]" not in ex.body      # cut before the stream ended (a drip-fed stream needs far longer)
 
 
 @pytest.mark.parametrize("status,retry_after", [(429, "30"), (503, "2")])
@@ -157,7 +155,7 @@ def test_retry_after_is_honoured_and_capped(server, baseline, status, retry_afte
                                             "code": "rate_limit_exceeded"}}, kind="error", tag="busy",
                          headers=[("retry-after", retry_after)])
         return None
-    result, took = run(server, fault(f"busy-{status}", "request", busy, retries={"max_delay": cap}), baseline)
+    result = run(server, fault(f"busy-{status}", "request", busy, retries={"max_delay": cap}), baseline)
     assert_named(result, server)
     assert not result.quirks(), result.quirks()
     ex = result.checks["chat.object"].exchanges[0]
@@ -165,7 +163,7 @@ def test_retry_after_is_honoured_and_capped(server, baseline, status, retry_afte
     assert [a.status for a in ex.attempts] == [status]
     attempt = ex.attempts[0]
     assert attempt.retry_after == retry_after and attempt.slept == pytest.approx(cap)
-    assert ex.elapsed < 1.0 and took < BOUND
+    assert len(ex.attempts) == 1          # one retry, after the capped sleep — not the 30 s the server asked for
 
 
 def test_retry_after_beyond_the_sdk_limit_is_not_retried(server, baseline):
@@ -177,10 +175,9 @@ def test_retry_after_beyond_the_sdk_limit_is_not_retried(server, baseline):
                                          "code": "rate_limit_exceeded"}}, kind="error", tag="busy",
                          headers=[("retry-after", "600")])
         return None
-    result, took = run(server, fault("quota", "request", busy), baseline)
+    result = run(server, fault("quota", "request", busy), baseline)
     assert_named(result, server, "chat.basic-rejected")
     assert result.checks["chat.status"].exchanges[0].attempts == ()
-    assert took < BOUND
 
 
 def test_html_error_page(server, baseline):
@@ -188,7 +185,7 @@ def test_html_error_page(server, baseline):
     def html(reply: Reply, req: Req) -> None:
         if reply.kind == "error":
             reply.raw, reply.content_type = HTML_PAGE, "text/html; charset=utf-8"
-    result, _ = run(server, fault("html-errors", "reply", html), baseline)
+    result = run(server, fault("html-errors", "reply", html), baseline)
     assert_named(result, server, "errors.non-json-body", "errors.content-type-not-json",
                  "context.overflow-not-enveloped")
 

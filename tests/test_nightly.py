@@ -144,7 +144,7 @@ def controlled(tmp_path, wire_server, monkeypatch):
 
     def run(*args: str, providers_: str = "ref-a,ref-b") -> int:
         return main(["--providers-file", str(providers), "--suites", str(suite / "test_suite.py"),
-                     "--cassette-dir", str(tmp_path / "cassettes"), "--providers", providers_, *args])
+                     "--cassette-dir", str(tmp_path / "cassettes"), "--provider", providers_, *args])
 
     run.tmp = tmp_path
     return run
@@ -231,10 +231,10 @@ def test_failing_checks_pass_the_nightly_but_a_crashed_shard_does_not(controlled
 
 
 def test_usage_errors(controlled, tmp_path, capfd):
-    assert main(["--providers", "nosuch", "-o", str(tmp_path / "x")]) == 2
+    assert main(["--provider", "nosuch", "-o", str(tmp_path / "x")]) == 2
     assert "unknown provider 'nosuch'" in capfd.readouterr().err
     assert main(["--previous", str(tmp_path / "absent.json"), "-o", str(tmp_path / "x")]) == 2
-    assert main(["--providers", "ref-a"]) == 2                     # no -o
+    assert main(["--providers", "ref-a"]) == 2                     # no -o (the old spelling still parses)
     assert main(["--live", "--record-mode", "all", "-o", str(tmp_path / "x")]) == 2
 
 
@@ -253,7 +253,7 @@ def test_replay_of_the_recorded_providers(tmp_path, capfd):
     if not names:
         pytest.skip(f"no provider has cassettes under fixtures/cassettes/*/{REPLAYED_SUITE}")
     suite = Path(__file__).resolve().parents[1] / "suites" / f"{REPLAYED_SUITE}.py"
-    rc = main(["--providers", ",".join(names), "--jobs", "2", "--no-report", "-o", str(tmp_path),
+    rc = main(["--provider", ",".join(names), "--jobs", "2", "--no-report", "-o", str(tmp_path),
                "--suites", str(suite)])
     out = capfd.readouterr().out
     assert rc == 0, out                    # failing checks (quirks) never fail the nightly
@@ -276,7 +276,7 @@ def test_replay_of_the_recorded_providers(tmp_path, capfd):
                     reason="set OAICOMPAT_SERVERS_LIVE=1 with the servers up (scripts/test.sh does)")
 def test_live_against_the_real_servers(tmp_path, capfd):
     servers = os.environ.get("OAICOMPAT_SERVERS_LIST", "llama-server,llama-cpp-python,vllm,litellm,transformers-serve")
-    rc = main(["--providers", servers, "--live", "--jobs", "2", "--no-report", "-o", str(tmp_path),
+    rc = main(["--provider", servers, "--live", "--jobs", "2", "--no-report", "-o", str(tmp_path),
                "--suites", str(Path(__file__).resolve().parents[1] / "suites" / "test_chat.py"),
                "--", "-k", "test_object or test_usage or test_content"])
     out = capfd.readouterr().out

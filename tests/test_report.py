@@ -201,7 +201,7 @@ def test_records_behind_one_cell_show_the_most_telling_outcome_and_keep_every_re
     page = report.providers[0]
     anchors = [r.anchor for r in page.detailed + page.brief]
     assert len(anchors) == 5 and len(set(anchors)) == 5
-    assert ">1/3<" in render_pages(report)["index.html"]
+    assert ">1/3<" in render_pages(report)["checks.html"]
     assert aggregate(["pass", "not-applicable"]) == "pass" and aggregate(["pass", "error"]) == "error"
     assert aggregate(["info", "blocked"]) == "info" and aggregate(["strange"]) == "strange"
     # a later file replaces every record of a (provider, model, check) it has
@@ -295,8 +295,8 @@ def test_summary_counts_and_timings_say_recorded_or_live_with_their_date() -> No
     assert s["r"].timing_label == "recorded 2026-09-01"
     assert s["l"].timing_label == "live 2026-10-30"
     assert {c.provider: c.date_label for c in report.columns} == {"r": "recorded 2026-09-01", "l": "live 2026-10-30"}
-    html = render_pages(report)["index.html"]
-    assert "recorded 2026-09-01" in html and "300 ms" in html and "37.5" in html
+    html = render_pages(report)["checks.html"]
+    assert "recorded 2026-09-01" in html and "300 ms" in html and "37.5 tokens/s" in html
 
 
 def test_third_party_evidence_is_labelled_with_its_provenance_everywhere(catalogue: Catalogue) -> None:
@@ -454,7 +454,8 @@ def test_vendor_text_is_escaped_everywhere_and_never_becomes_a_link(tmp_path: Pa
     assert XSS_SCRIPT in text and XSS_IMG in text          # shown as text, escaped in the markup
     assert "&lt;script&gt;" in pages["index.html"]
     # provider and model names never reach file names or fragment ids unescaped
-    assert all(re.fullmatch(r"(providers|quirks)/[a-z0-9._-]+\.html|index\.html|QUIRKS\.md", p) for p in pages)
+    assert all(re.fullmatch(r"(providers|quirks)/[a-z0-9._-]+\.html|(index|checks)\.html|QUIRKS\.md|docs/[a-z-]+\.(md|html)", p)
+               for p in pages)
 
 
 def test_quirks_md_escapes_vendor_text_for_markdown(tmp_path: Path, catalogue: Catalogue) -> None:
@@ -462,11 +463,14 @@ def test_quirks_md_escapes_vendor_text_for_markdown(tmp_path: Path, catalogue: C
     assert "<script" not in text and "<img" not in text and "<svg" not in text
     assert not re.search(r"(?<!\\)\]\(javascript", text) and "http://evil.example" not in text
     assert "<https://docs.acme.example/compat>" in text       # catalogue sources do link
-    header = next(line for line in text.splitlines() if line.startswith("| Provider"))
-    cols = header.count("|")
-    for line in text.splitlines():
-        if line.startswith("| ") and not line.startswith("|---"):
-            assert len(re.findall(r"(?<!\\)\|", line)) == cols, line
+    cols = 0
+    for line in text.splitlines():      # every table row has as many cells as its table's header
+        if not line.startswith("| "):
+            cols = 0
+            continue
+        if cols == 0:
+            cols = line.count("|")
+        assert len(re.findall(r"(?<!\\)\|", line)) == cols, line
     assert md("a|b`c<d>*e_[f](g) http://x www.y") == r"a\|b\`c&lt;d&gt;\*e\_\[f\](g) http\://x www\.y"
     assert mdcode("chat.object-wrong") == "`chat.object-wrong`" and mdcode("a`b") == r"a\`b"
 
@@ -501,7 +505,7 @@ def test_report_cli_merges_files_and_adds_configured_providers(tmp_path: Path, c
                       "--quirks-dir", str(tmp_path / "quirks")])
     assert rc == 0, capsys.readouterr().err
     assert "index.html" in capsys.readouterr().out
-    index = (out / "index.html").read_text(encoding="utf-8")
+    index = (out / "checks.html").read_text(encoding="utf-8")
     assert "documented, not recorded" in index and '<td class="pass">✓ pass</td>' in index
     assert '<td class="fail">' not in index      # b.json's pass for (one, m1, chat.a) won
     assert (out / "providers" / "three.html").exists() and (out / "QUIRKS.md").exists()
@@ -609,3 +613,94 @@ def test_diff_escapes_vendor_text() -> None:
     page = parse(html)
     assert not any(t in ("script", "img", "svg") for t, _ in page.tags)
     assert "<script" not in diff_markdown(d) and "<img" not in diff_markdown(d)
+
+
+# -- the front page: the quirk matrix -------------------------------------------------------------------
+
+def _matrix_doc() -> dict[str, Any]:
+    third = [{"level": "third-party", "request": "POST", "status": 200, "body_head": "{}",
+              "source_repo": "someone/recordings", "source_commit": "abc", "license": "MIT"}]
+    records = [
+        rec("a", "chat.object", "expected-quirk", quirks=("chat.object-wrong",),
+            declared={"chat.object-wrong": {"reason": "r", "source": "s", "origin": "server"}}),
+        rec("a", "chat.usage", "pass"),
+        rec("b", "chat.object", "unexpected-quirk", quirks=("chat.object-wrong",)),
+        rec("b", "chat.usage", "unsupported"),
+        rec("g", "chat.object", "unexpected-quirk", model="x/one", quirks=("chat.object-wrong",), evidence=third),
+        rec("g", "chat.object", "pass", model="x/two", evidence=third),
+    ]
+    providers = {"a": {"title": "A", "kind": "local", "models": ["m1"], "recorded": True},
+                 "b": {"title": "B", "kind": "hosted", "models": ["m1"], "recorded": True},
+                 "g": {"title": "G", "kind": "gateway", "models": ["x/one", "x/two"], "recorded": True}}
+    return doc(records, providers)
+
+
+def test_quirk_matrix_cells_say_what_is_known_in_words_and_link_to_evidence(catalogue: Catalogue) -> None:
+    cfg = config({"a": {"kind": "local", "expectations": {"chat.object-wrong": {"reason": "r", "source": "s"},
+                                                          "chat.usage-missing": {"reason": "old", "source": "s"}}},
+                  "b": {"expectations": {"chat.usage-missing": {"reason": "r", "source": "s", "models": ["other"]}}},
+                  "g": {"kind": "gateway"},
+                  "c": {"expectations": {"chat.usage-missing": {"reason": "docs", "source": "https://c.example.com/"}}},
+                  "idle": {}})
+    report = build_report([("r.json", _matrix_doc())], catalogue, cfg)
+    m = report.matrix
+    assert [t.caption for t in m.tables] == ["Local servers and gateways", "Hosted APIs"]
+    local, hosted = m.tables
+    # local before gateway; a provider with several models gets a column per model, labelled without its org
+    assert [(c.provider, c.model, c.label) for c in local.columns] == [
+        ("a", None, "a"), ("g", "x/one", "one"), ("g", "x/two", "two")]
+    assert [(k.label, k.span) for k in local.kinds] == [("local", 1), ("gateway", 2)]
+    assert [(p.label, p.span) for p in local.providers] == [("a", 1), ("g", 2)]
+    assert [c.provider for c in hosted.columns] == ["b", "c"]
+    assert m.idle == (("idle", "Idle", "providers/idle.html"),)
+
+    def cells(table: Any) -> dict[str, list[tuple[str, str]]]:
+        return {r.quirk.id: [(c.label, c.href) for c in r.cells] for a in table.areas for r in a.rows}
+
+    assert cells(local) == {
+        "chat.object-wrong": [("expected", "providers/a.html#ev-m1--chat.object"),
+                              ("seen", "providers/g.html#" + anchor("x/one", "chat.object")),
+                              ("not seen", "providers/g.html#" + anchor("x/two", "chat.object"))],
+        # declared by a, and its check passed there: a stale expectation, shown as not seen
+        "chat.usage-missing": [("not seen", "providers/a.html#ev-m1--chat.usage"),
+                               ("no evidence", "quirks/chat.usage-missing.html"),
+                               ("no evidence", "quirks/chat.usage-missing.html")],
+    }
+    assert cells(hosted) == {
+        "chat.object-wrong": [("seen", "providers/b.html#ev-m1--chat.object"),
+                              ("no evidence", "quirks/chat.object-wrong.html")],
+        # b declares it for a model without results, and its check was unsupported; c declares it, no records
+        "chat.usage-missing": [("documented", "providers/b.html#d-chat.usage-missing"),
+                               ("documented", "providers/c.html#d-chat.usage-missing")],
+    }
+    assert "declared for other" in hosted.areas[0].rows[1].cells[0].note
+    stale = local.areas[0].rows[1].cells[0]
+    assert "stale" in stale.note
+    g_one = local.areas[0].rows[0].cells[1]
+    assert g_one.third_party and local.columns[1].third_party and not local.columns[0].third_party
+    html = render_pages(report)["index.html"]
+    for needle in ('title="g · x/one"', ">documented</a>", ">no evidence</a>", "3rd-party †",
+                   'href="checks.html"', 'href="providers/c.html#d-chat.usage-missing"'):
+        assert needle in html, needle
+    page_c = render_pages(report)["providers/c.html"]
+    assert 'id="d-chat.usage-missing"' in page_c
+
+
+def test_quirk_matrix_splits_wide_groups_between_providers() -> None:
+    from oaicompat.report.front import MAX_COLUMNS, _chunks
+    items = ["a"] * 3 + ["b"] * 16 + ["c"] * 2 + ["d"] * 40
+    parts = _chunks(items, lambda x: x, MAX_COLUMNS)
+    assert [len(p) for p in parts] == [3, 18, 18, 18, 4]
+    assert all(len(p) <= MAX_COLUMNS for p in parts)
+    assert parts[1] == ["b"] * 16 + ["c"] * 2          # a provider is never split when it fits one table
+
+
+def test_record_timings_carry_their_units() -> None:
+    from oaicompat.report.pages import timing_view
+    t = timing_view({"ttft": 0.2554, "total": 12.5, "completion_tokens": 51, "gap_p50": 0.0042, "gap_p95": 0.05,
+                     "level": "recorded"})
+    assert t == (("time to first token", "255 ms"), ("total time", "12.5 s"), ("completion", "51 tokens"),
+                 ("gap between chunks, median", "4.2 ms"), ("gap between chunks, 95th percentile", "50 ms"),
+                 ("evidence", "recorded"), ("decode rate", "4.1 tokens/s"))
+    assert timing_view({"ttft": 0.5, "total": 0.5, "completion_tokens": 1}) == (
+        ("time to first token", "500 ms"), ("total time", "500 ms"), ("completion", "1 token"))

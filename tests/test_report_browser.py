@@ -3,7 +3,9 @@
 Chromium is installed by scripts/install-chromium.sh when missing; the tests skip only if that install (apt)
 fails. Pages are driven over the DevTools protocol on --remote-debugging-pipe (stdlib only: no sockets, no extra
 packages): the test evaluates its measurements in the loaded page; the page itself carries no script.
-Set OAICOMPAT_SCREENSHOT=path to keep the 1366×768 screenshot of the matrix (e.g. for the README).
+Set OAICOMPAT_SCREENSHOT=path to keep the 1366×768 screenshot of the check matrix, and
+OAICOMPAT_FRONT_SCREENSHOT=path for the front page's quirk matrix. (The README's screenshots in docs/img/ are of
+the published report: see the README's Reports section.)
 """
 
 from __future__ import annotations
@@ -183,12 +185,12 @@ MEASURE = """(() => {
 })()"""
 
 
-def test_matrix_of_15_providers_fits_a_1366_pixel_screen(chromium: Path, browser: Browser, tmp_path: Path,
-                                                         catalogue: Catalogue) -> None:
+def test_check_matrix_of_15_providers_fits_a_1366_pixel_screen(chromium: Path, browser: Browser, tmp_path: Path,
+                                                               catalogue: Catalogue) -> None:
     results = synthetic_results(15, 60, quirk_ids=["chat.object-wrong", "chat.usage-missing", "x.other"])
     site = tmp_path / "site"
     render_site(build_report([("nightly.json", results)], catalogue), site)
-    index = site / "index.html"
+    index = site / "checks.html"
 
     browser.open(index.as_uri())
     m = browser.evaluate(MEASURE)
@@ -212,6 +214,149 @@ def test_matrix_of_15_providers_fits_a_1366_pixel_screen(chromium: Path, browser
     assert proc.returncode == 0 and shot.exists(), proc.stderr[-2000:]
     assert png_size(shot) == (WIDTH, HEIGHT)
     assert shot.stat().st_size > 20_000          # a rendered table, not a blank page
+
+
+# -- the front page: quirk matrix ----------------------------------------------------------------------
+
+LONG_QUIRK = "context.overflow-nonstandard-error-with-extra-keys"
+FRONT_QUIRKS = ["chat.object-wrong", "chat.usage-missing", LONG_QUIRK, "stream.created-changes", "tools.parallel-not-made",
+                "errors.code-type-mismatch", "json.schema-ignored", "models.retrieve-unsupported"]
+
+
+def wide_results() -> dict[str, Any]:
+    """14 providers (5 local, 4 gateways, 5 hosted); two gateways have 10 and 6 models: 28 quirk-matrix columns,
+    23 of them local or gateway."""
+    doc = synthetic_results(14, 70, quirk_ids=FRONT_QUIRKS)
+    extra = {"provider-02": 10, "provider-05": 6}
+    records = []
+    for rec in doc["records"]:
+        for i in range(extra.get(rec["provider"], 1)):
+            copy = json.loads(json.dumps(rec))
+            if i:
+                copy["model"] = f"org-{i}/a-rather-long-model-name-{i}-instruct"
+                copy["test"] = copy["test"].replace("]", f"-{i}]")
+            records.append(copy)
+    for name, n in extra.items():
+        doc["providers"][name]["models"] += [f"org-{i}/a-rather-long-model-name-{i}-instruct" for i in range(1, n)]
+    doc["records"] = records
+    return doc
+
+
+FRONT = """(() => {
+  const root = document.scrollingElement;
+  const tables = [...document.querySelectorAll('table.qm')].map(t => {
+    const b = t.getBoundingClientRect();
+    return {caption: t.previousElementSibling.id, left: b.left, right: b.right,
+            columns: t.querySelectorAll('tbody tr:not(.area)')[0].querySelectorAll('td').length};
+  });
+  // an inner scroll box: any element other than the page itself whose content overflows a clipping box
+  const boxes = [...document.querySelectorAll('body *')].filter(e => {
+    const s = getComputedStyle(e);
+    const clips = ['auto', 'scroll', 'hidden'];
+    return (clips.includes(s.overflowX) && e.scrollWidth > e.clientWidth + 1) ||
+           (clips.includes(s.overflowY) && e.scrollHeight > e.clientHeight + 1);
+  }).map(e => e.tagName + '.' + e.className);
+  const words = [...document.querySelectorAll('table.qm td a:first-child')].map(a => a.textContent);
+  const rotated = [...document.querySelectorAll('table.qm th.rot')];
+  return {scroll: root.scrollWidth, inner: innerWidth, tables, boxes, words: [...new Set(words)],
+          untitled: rotated.filter(th => !th.title).length, rotated: rotated.length,
+          legend: [...document.querySelectorAll('#columns ~ table td:nth-child(2)')].length,
+          scripts: document.scripts.length};
+})()"""
+
+# every word that the layout broke across lines between two letters or digits (a run of non-space characters in one
+# text node; a break after a dot, a hyphen, a slash or other punctuation is a break between words of an id or of
+# JSON, which is allowed)
+BREAKS = r"""(() => {
+  const bad = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  let node, words = 0;
+  while ((node = walker.nextNode())) {
+    const text = node.textContent, re = /\S+/g;
+    let m;
+    while ((m = re.exec(text))) {
+      words++;
+      const range = document.createRange();
+      range.setStart(node, m.index); range.setEnd(node, m.index + m[0].length);
+      const rects = [...range.getClientRects()].filter(r => r.width > 0 && r.height > 0);
+      if (rects.length < 2) continue;
+      const place = i => { const r = document.createRange(); r.setStart(node, m.index + i); r.setEnd(node, m.index + i + 1);
+                           const b = r.getClientRects()[0]; return b ? [Math.round(b.top), Math.round(b.left)] : null; };
+      let prev = place(0);
+      for (let i = 1; i < m[0].length; i++) {
+        const p = place(i);
+        if (!p || !prev) { prev = p; continue; }
+        if (Math.abs(p[0] - prev[0]) > 2 && p[1] <= prev[1]) {     // a new line starts at character i
+          const inWord = c => /[\p{Script=Latin}\p{Script=Greek}\p{Script=Cyrillic}\p{Nd}]/u.test(c);  // not CJK
+          if (inWord(m[0][i - 1]) && inWord(m[0][i]))
+            bad.push(m[0].slice(0, i) + '|' + m[0].slice(i));
+          break;
+        }
+        prev = p;
+      }
+    }
+  }
+  return {bad, words};
+})()"""
+
+
+def shoot(chromium: Path, url: str, shot: Path, profile: Path) -> None:
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    shot.unlink(missing_ok=True)
+    profile.mkdir()
+    proc = subprocess.run([str(chromium), *FLAGS, f"--user-data-dir={profile}", "--hide-scrollbars",
+                           f"--screenshot={shot}", f"--window-size={WIDTH},{HEIGHT}", url],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0 and shot.exists(), proc.stderr[-2000:]
+    assert png_size(shot) == (WIDTH, HEIGHT)
+    assert shot.stat().st_size > 20_000          # a rendered table, not a blank page
+
+
+def test_quirk_matrix_front_page_fits_1366_pixels_without_a_scroll_box(chromium: Path, browser: Browser,
+                                                                        tmp_path: Path, catalogue: Catalogue) -> None:
+    site = tmp_path / "site"
+    render_site(build_report([("nightly.json", wide_results())], catalogue), site)
+    browser.open((site / "index.html").as_uri())
+    m = browser.evaluate(FRONT)
+    assert m["scripts"] == 0
+    first = [t for t in m["tables"] if t["caption"].startswith("local")]
+    assert sum(t["columns"] for t in first) == 23, m["tables"]
+    assert sum(t["columns"] for t in m["tables"]) == 28, m["tables"]
+    for t in first:                                   # the local and gateway providers: inside the viewport
+        assert 0 <= t["left"] and t["right"] <= m["inner"], (t, m["inner"])
+    assert m["scroll"] <= m["inner"], f"the page overflows horizontally at {WIDTH} px: {m}"
+    assert m["boxes"] == [], f"inner scroll boxes: {m['boxes']}"
+    assert set(m["words"]) <= {"seen", "expected", "documented", "not seen", "no evidence"} and len(m["words"]) >= 3, m
+    assert m["rotated"] >= 28 and m["untitled"] == 0, m       # every rotated header has its full name on hover
+    assert m["legend"] == 28, m                                  # … and in the column legend
+    breaks = browser.evaluate(BREAKS)
+    assert breaks["words"] > 500 and breaks["bad"] == [], breaks["bad"][:20]
+
+    wanted = os.environ.get("OAICOMPAT_FRONT_SCREENSHOT")
+    shoot(chromium, (site / "index.html").as_uri(), Path(wanted) if wanted else tmp_path / "front.png",
+          tmp_path / "shot-profile")
+
+
+def test_no_page_breaks_a_word_in_the_middle(browser: Browser, tmp_path: Path, catalogue: Catalogue) -> None:
+    """Headers and cells wrap at spaces, dots and hyphens only, on every kind of page, at 1366 px."""
+    control = tmp_path / "control.html"       # the detector works: a mid-word break is found, a hyphen break is not
+    control.write_text('<!doctype html><body><p style="width:60px;word-break:break-all">abcdefghijklmnopqrstuvwxyz</p>'
+                       '<p style="width:60px">stream-created-changes</p></body>', encoding="utf-8")
+    browser.open(control.as_uri())
+    found = browser.evaluate(BREAKS)["bad"]
+    assert len(found) == 1 and found[0].startswith("abc") and "|" in found[0], found
+    site = tmp_path / "site"
+    render_site(build_report([("nightly.json", wide_results())], catalogue), site)
+    pages = ["index.html", "checks.html", "providers/provider-02.html", "quirks/index.html",
+             "quirks/chat.object-wrong.html", "docs/wire-rules.html"]
+    for name in pages:
+        if not (site / name).exists():
+            continue
+        browser.open((site / name).as_uri())
+        breaks = browser.evaluate(BREAKS)
+        assert breaks["words"] > 50 and breaks["bad"] == [], (name, breaks["bad"][:20])
+    css = "".join(p.read_text(encoding="utf-8") for p in site.rglob("*.html"))
+    assert "break-all" not in css and "overflow-wrap:anywhere" not in css and "hyphens:auto" not in css
 
 
 # -- XSS ----------------------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 import urllib.request
 from pathlib import Path
 
@@ -343,10 +342,9 @@ def test_readiness_timeout_names_the_log_and_stops_the_server(
     assert isinstance(spec, FakeSpec)
     spec.script = script
     server, proc = manager.start(spec, KEY)
-    started = time.monotonic()
     with pytest.raises(ServerStartError) as err:
         manager.wait_ready(server, spec.readiness_url(server.port), KEY, 1.5, proc)
-    assert time.monotonic() - started < 15
+    # the timeout path, not the 60 s sleep ending (that would say the process exited): behaviour, not wall-clock
     assert "not ready within 2 s" in str(err.value) or "not ready within 1 s" in str(err.value)
     assert server.log in str(err.value)
     assert "loading weights" in str(err.value)

@@ -11,7 +11,7 @@ Our own reading is `streamview.StreamView.content(0)`. Without openai installed 
 from __future__ import annotations
 
 from ..exchange import Exchange
-from ..sdk import INSTALL_HINT, SDKResult, SDKUnavailable, replay_through_openai
+from ..sdk import SDKResult, SDKUnavailable, replay_through_openai
 from .base import Blocked, QuirkFound, check, clip, evidence
 from .common import show as _show
 from .streamview import stream_view
@@ -21,7 +21,7 @@ STREAM_STATUS_OWNER = "stream.status"
 CHAT_STATUS_OWNER = "chat.status"
 STREAM_PARSE_OWNER = "sdk.stream-parses"
 HELPER_OWNER = "sdk.helper-parses"
-INSTALL_OWNER = f"the test extra ({INSTALL_HINT})"
+INSTALL_OWNER = "the import of openai"
 
 
 def _is_stream(req) -> bool:
@@ -32,7 +32,7 @@ def _replay(ex: Exchange, *, helper: bool = False) -> SDKResult:
     try:
         return replay_through_openai(ex, helper=helper)
     except SDKUnavailable as exc:
-        raise Blocked(f"openai-python is not installed: {INSTALL_HINT} ({exc})", INSTALL_OWNER, ex) from None
+        raise Blocked(str(exc), INSTALL_OWNER, ex) from None      # the install hint once, in one line
 
 
 def _sdk_line(result: SDKResult) -> str:

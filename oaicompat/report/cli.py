@@ -1,4 +1,5 @@
-"""`oaicompat report` and `oaicompat diff`. Exit codes: 0 ok, 1 diff found a regression, 2 bad input."""
+"""`oaicompat report` and `oaicompat diff`. Exit codes: 0 ok, 1 diff found a regression (or, with
+--fail-on-lost-coverage, lost coverage), 2 bad input."""
 
 from __future__ import annotations
 
@@ -43,11 +44,12 @@ def report_parser() -> argparse.ArgumentParser:
                     "quirk, QUIRKS.md). Several files merge; later files win for the same provider, model and check.")
     p.add_argument("results", nargs="+", type=Path, metavar="RESULTS.json")
     p.add_argument("-o", "--output", type=Path, default=Path("reports"), help="output directory (default: reports)")
-    p.add_argument("--providers", type=Path, default=None, metavar="providers.yaml",
+    p.add_argument("--providers-file", type=Path, default=None, metavar="providers.yaml",
                    help="add a column for every configured provider that has no results, and list every "
                         "expectation it declares")
+    p.add_argument("--providers", type=Path, dest="providers_file", help=argparse.SUPPRESS)  # old spelling
     p.add_argument("--quirks-dir", type=Path, default=QUIRKS_DIR, help="the quirk catalogue (fixtures/quirks)")
-    p.add_argument("--title", default=DEFAULT_TITLE)
+    p.add_argument("--title", default=DEFAULT_TITLE, help=f"the site's title (default: {DEFAULT_TITLE})")
     return p
 
 
@@ -59,7 +61,7 @@ def report_main(argv: list[str]) -> int:
     try:
         docs = _load_all(args.results)
         catalogue: Catalogue = load_catalogue(args.quirks_dir)
-        config: ProvidersConfig | None = load_providers(args.providers, env={}) if args.providers else None
+        config: ProvidersConfig | None = load_providers(args.providers_file, env={}) if args.providers_file else None
     except OaicompatError as exc:
         return _fail(prog, str(exc))
     report = build_report(docs, catalogue, config, title=args.title)
@@ -82,12 +84,17 @@ def report_main(argv: list[str]) -> int:
 def diff_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="oaicompat diff",
-        description="What changed between two results files, per provider. Exit 1 when a check started failing "
-                    "or a new unexpected quirk appeared, 0 otherwise, 2 on bad input.")
+        description="What changed between two results files, per provider. Coverage lost (a check judged before "
+                    "and blocked, not recorded, not applicable, not configured, unsupported, an error or gone "
+                    "now) is shown apart from regressions. Exit 1 when a check started failing or a new "
+                    "unexpected quirk appeared (or, with --fail-on-lost-coverage, when coverage was lost), "
+                    "0 otherwise, 2 on bad input.")
     p.add_argument("old", type=Path, metavar="OLD.json")
     p.add_argument("new", type=Path, metavar="NEW.json")
     p.add_argument("--markdown", type=Path, default=None, metavar="F", help="also write the diff as markdown")
     p.add_argument("--html", type=Path, default=None, metavar="F", help="also write the diff as an HTML page")
+    p.add_argument("--fail-on-lost-coverage", action="store_true",
+                   help="exit 1 when a check that was judged before is not judged now (default: shown, exit 0)")
     return p
 
 
@@ -112,4 +119,4 @@ def diff_main(argv: list[str]) -> int:
         except OSError as exc:
             return _fail(prog, f"cannot write {path}: {exc.strerror or exc}")
     sys.stdout.write(diff_text(d))
-    return 1 if d.regressed else 0
+    return 1 if d.regressed or (args.fail_on_lost_coverage and d.lost_coverage) else 0

@@ -3,7 +3,9 @@ stopped failing, providers added or lost. A pure comparison, plus text, markdown
 
 Each (provider, model, check) is compared by the outcome its records add up to (basics.SEVERITY). A regression
 is a check that fails now and did not before (the checks of a newly added provider included) or a quirk that is
-unexpected now and was not before.
+unexpected now and was not before. Coverage lost is reported apart from regressions: a check that was judged
+(pass, info, a quirk) and now is not (blocked, not recorded, not applicable, not configured, unsupported, an
+error, or no record at all — its provider lost included). An error counts as both.
 """
 
 from __future__ import annotations
@@ -12,6 +14,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .basics import FAILING, QUIRK_OUTCOMES, Merged, aggregate, slug, text
+
+# outcomes that judged the check against the provider; losing one of these is lost coverage
+JUDGED = frozenset({"pass", "info", "expected-quirk", "unexpected-quirk"})
+# outcomes that say nothing about the provider (None: the check has no record at all)
+NOT_JUDGED = frozenset({"blocked", "not-recorded", "not-applicable", "not-configured", "unsupported", "error",
+                        "unavailable", "missing"})
+SHOWN = 10          # ids listed per provider and kind of change in the text and markdown renderings
 from .render import html_environment, md
 from .views import RunInfo
 
@@ -36,13 +45,14 @@ class QuirkChange:
 @dataclass(frozen=True)
 class ProviderDiff:
     provider: str
-    status: str                             # both | added
+    status: str                             # both | added | lost
     appeared: tuple[QuirkChange, ...]
     disappeared: tuple[QuirkChange, ...]
     new_unexpected: tuple[str, ...]         # quirk ids unexpected now and not before
     started_failing: tuple[CheckChange, ...]
     stopped_failing: tuple[CheckChange, ...]
     not_recorded_now: tuple[CheckChange, ...]   # had a record before, has none now
+    lost_coverage: tuple[CheckChange, ...] = ()  # judged before (JUDGED), not judged now (NOT_JUDGED or no record)
 
     @property
     def regressed(self) -> bool:
@@ -51,7 +61,7 @@ class ProviderDiff:
     @property
     def changed(self) -> bool:
         return bool(self.appeared or self.disappeared or self.started_failing or self.stopped_failing
-                     or self.not_recorded_now or self.status == "added")
+                     or self.not_recorded_now or self.lost_coverage or self.status != "both")
 
     @property
     def anchor(self) -> str:
@@ -71,10 +81,15 @@ class ResultsDiff:
         return any(p.regressed for p in self.providers)
 
     @property
+    def lost_coverage(self) -> int:
+        return sum(len(p.lost_coverage) for p in self.providers)
+
+    @property
     def counts(self) -> dict[str, int]:
         return {"started failing": sum(len(p.started_failing) for p in self.providers),
                 "new unexpected quirks": sum(len(p.new_unexpected) for p in self.providers),
-                "stopped failing": sum(len(p.stopped_failing) for p in self.providers)}
+                "stopped failing": sum(len(p.stopped_failing) for p in self.providers),
+                "coverage lost": self.lost_coverage}
 
     @property
     def sources(self) -> tuple[RunInfo, ...]:   # for the shared page footer
@@ -116,7 +131,7 @@ def _provider_diff(name: str, status: str, before: dict[tuple[str, str], _State]
     keys = list(dict.fromkeys([*before, *after]))
     several = len({m for m, _ in keys}) > 1
     label = {k: f"{k[1]} [{k[0]}]" if several else k[1] for k in keys}
-    started, stopped, gone = [], [], []
+    started, stopped, gone, lost = [], [], [], []
     for key in keys:
         o = before[key].outcome if key in before else None
         n = after[key].outcome if key in after else None
@@ -127,6 +142,8 @@ def _provider_diff(name: str, status: str, before: dict[tuple[str, str], _State]
             stopped.append(change)
         if n is None and o is not None:
             gone.append(change)
+        if o in JUDGED and (n is None or n in NOT_JUDGED):
+            lost.append(change)
     qa, qb = _quirk_map(after, label), _quirk_map(before, label)
     unexpected_now = {q for q, c in qa.items() if not c.expected}
     unexpected_before = {q for q, c in qb.items() if not c.expected}
@@ -135,13 +152,15 @@ def _provider_diff(name: str, status: str, before: dict[tuple[str, str], _State]
         appeared=tuple(c for q, c in qa.items() if q not in qb),
         disappeared=tuple(c for q, c in qb.items() if q not in qa),
         new_unexpected=tuple(sorted(unexpected_now - unexpected_before)),
-        started_failing=tuple(started), stopped_failing=tuple(stopped), not_recorded_now=tuple(gone))
+        started_failing=tuple(started), stopped_failing=tuple(stopped), not_recorded_now=tuple(gone),
+        lost_coverage=tuple(lost))
 
 
 def diff_results(old: Merged, new: Merged) -> ResultsDiff:
     before, after = _states(old), _states(new)
     diffs = [_provider_diff(p, "both" if p in before else "added", before.get(p, {}), states)
              for p, states in after.items()]
+    diffs += [_provider_diff(p, "lost", states, {}) for p, states in before.items() if p not in after]
     return ResultsDiff(old_sources=tuple(old.sources), new_sources=tuple(new.sources),
                        added=tuple(p for p in after if p not in before),
                        lost=tuple(p for p in before if p not in after),
@@ -152,12 +171,26 @@ def _names(runs: Iterable[RunInfo]) -> str:
     return ", ".join(r.name for r in runs)
 
 
+def _lost_phrase(d: ResultsDiff) -> str:
+    n = d.lost_coverage
+    where = sum(1 for p in d.providers if p.lost_coverage)
+    return f"coverage lost: {n} check(s) in {where} provider(s) no longer judged"
+
+
 def verdict(d: ResultsDiff) -> str:
     c = d.counts
     if d.regressed:
         return (f"REGRESSED: {c['started failing']} check(s) started failing, "
-                f"{c['new unexpected quirks']} new unexpected quirk(s)")
+                f"{c['new unexpected quirks']} new unexpected quirk(s)"
+                + (f"; {_lost_phrase(d)}" if d.lost_coverage else ""))
+    if d.lost_coverage:
+        return f"no regressions, but {_lost_phrase(d)}"
     return "no regressions" + ("" if d.providers or d.lost else " (no changes)")
+
+
+def _first(changes: tuple[CheckChange, ...], arrow: str) -> str:
+    shown = ", ".join(f"{ch.where} ({ch.old} {arrow} {ch.new or 'no record'})" for ch in changes[:SHOWN])
+    return shown + (f", … ({len(changes) - SHOWN} more)" if len(changes) > SHOWN else "")
 
 
 def _lines(p: ProviderDiff, arrow: str, emph: str = "") -> list[str]:
@@ -166,17 +199,21 @@ def _lines(p: ProviderDiff, arrow: str, emph: str = "") -> list[str]:
             for q in p.appeared]
     out += [f"− quirk {q.quirk} gone (was in {', '.join(q.where)})" for q in p.disappeared]
     out += [f"✓ stopped failing: {ch.where} ({ch.old} {arrow} {ch.new})" for ch in p.stopped_failing]
-    if p.not_recorded_now:
-        shown = ", ".join(ch.where for ch in p.not_recorded_now[:10])
-        out.append(f"? no record now for {len(p.not_recorded_now)} check(s): {shown}"
-                   + (" …" if len(p.not_recorded_now) > 10 else ""))
+    if p.lost_coverage:
+        out.append(f"↓ coverage lost: {len(p.lost_coverage)} check(s) judged before, not now: "
+                   + _first(p.lost_coverage, arrow))
+    lost = {(ch.model, ch.check) for ch in p.lost_coverage}
+    gone = tuple(ch for ch in p.not_recorded_now if (ch.model, ch.check) not in lost)
+    if gone:
+        shown = ", ".join(ch.where for ch in gone[:SHOWN])
+        out.append(f"? no record now for {len(gone)} check(s): {shown}" + (" …" if len(gone) > SHOWN else ""))
     return out
 
 
 def diff_text(d: ResultsDiff) -> str:
     out = [f"oaicompat diff: {_names(d.old_sources)} -> {_names(d.new_sources)}"]
     for p in d.providers:
-        out.append(f"{p.provider}{' [added]' if p.status == 'added' else ''}:")
+        out.append(f"{p.provider}{f' [{p.status}]' if p.status != 'both' else ''}:")
         out += ["  " + line for line in _lines(p, "->")]
     if d.added:
         out.append("providers added: " + ", ".join(d.added))
@@ -194,7 +231,7 @@ def diff_markdown(d: ResultsDiff) -> str:
     if d.lost:
         out.append("**Providers lost:** " + ", ".join(md(p) for p in d.lost))
     for p in d.providers:
-        out += ["", f"## {md(p.provider)}{' (added)' if p.status == 'added' else ''}", ""]
+        out += ["", f"## {md(p.provider)}{f' ({p.status})' if p.status != 'both' else ''}", ""]
         out += [f"- {md(line)}" for line in _lines(p, "→")]
     return "\n".join(out) + "\n"
 

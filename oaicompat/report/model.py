@@ -34,6 +34,7 @@ from .basics import (
     styled,
     text,
 )
+from .front import build_matrix
 from .pages import provider_page, quirk_pages
 from .views import AreaGroup, Cell, Column, Report, Row, Summary
 
@@ -218,4 +219,5 @@ def build_from_merged(merged: Merged, catalogue: Catalogue | None = None, config
                   for col in columns)
     return Report(title=title, sources=tuple(merged.sources), columns=tuple(columns), groups=tuple(groups),
                   providers=pages, quirks=quirk_pages(pages, catalogue),
-                  catalogue_size=len(catalogue.quirks) if catalogue else 0)
+                  catalogue_size=len(catalogue.quirks) if catalogue else 0,
+                  matrix=build_matrix(columns, by_provider, config, catalogue))

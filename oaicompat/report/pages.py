@@ -45,6 +45,39 @@ def quirk_ref(qid: str, catalogue: Catalogue | None) -> QuirkRef:
     return QuirkRef(id=text(qid, 200), slug=slug(qid), title=title)
 
 
+TIMING_LABELS = {"ttft": "time to first token", "total": "total time", "completion_tokens": "completion",
+                 "gap_p50": "gap between chunks, median", "gap_p95": "gap between chunks, 95th percentile",
+                 "level": "evidence"}
+
+
+def duration(seconds: float) -> str:
+    """A duration with its unit: milliseconds below ten seconds, else seconds."""
+    ms = seconds * 1000
+    return f"{ms:.1f} ms" if ms < 10 else f"{ms:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
+
+
+def timing_view(timing: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """A record's timing as (what, value with its unit): durations in ms or s, tokens, tokens/s."""
+    out: list[tuple[str, str]] = []
+    for key, value in timing.items():
+        if value is None:
+            continue
+        label = TIMING_LABELS.get(key, text(key, 40))
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            out.append((label, text(value, 40)))
+        elif key == "completion_tokens":
+            out.append((label, f"{value} token{'s' if value != 1 else ''}"))
+        elif key in ("ttft", "total") or key.startswith("gap_"):
+            out.append((label, duration(float(value))))
+        else:
+            out.append((label, text(value, 40)))
+    ttft, total, tokens = timing.get("ttft"), timing.get("total"), timing.get("completion_tokens")
+    if isinstance(timing.get("gap_p50"), (int, float)) and isinstance(tokens, int) and tokens > 1 \
+            and isinstance(ttft, (int, float)) and isinstance(total, (int, float)) and 0 <= ttft < total:
+        out.append(("decode rate", f"{(tokens - 1) / (total - ttft):.1f} tokens/s"))
+    return tuple(out)
+
+
 def record_view(e: Entry, catalogue: Catalogue | None) -> RecordView:
     rec = e.rec
     raw_timing = rec.get("timing")
@@ -58,7 +91,7 @@ def record_view(e: Entry, catalogue: Catalogue | None) -> RecordView:
         observations=tuple((text(o.get("key"), 200), text(o.get("value"), 400))
                            for o in rec.get("observations") or [] if isinstance(o, dict)),
         evidence=tuple(evidence_view(ev) for ev in rec.get("evidence") or [] if isinstance(ev, dict)),
-        timing=tuple((k, text(v, 40)) for k, v in timing.items() if v is not None),
+        timing=timing_view(timing),
         run=e.run, levels=levels(rec), provenance="; ".join(p.short() for p in provenances(rec)) or None,
     )
 

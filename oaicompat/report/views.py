@@ -222,6 +222,26 @@ class ProviderPage:
     brief: tuple[RecordView, ...]        # passes, unsupported, not applicable, not recorded: one line each
     missing: tuple[tuple[str, str], ...]   # check, title
 
+    @property
+    def has(self) -> tuple[tuple[QuirkRef, str], ...]:
+        """Every quirk this provider was seen to have or declares, with what is known of it in a few words."""
+        found = {pq.quirk.id: pq for pq in self.quirks}
+        declared = {d.quirk.id: d for d in self.declared}
+        out: list[tuple[QuirkRef, str]] = []
+        for qid in sorted(set(found) | set(declared)):
+            pq, d = found.get(qid), declared.get(qid)
+            if pq is not None:
+                unexpected = any(not o.expected for o in pq.occurrences)
+                status = ("seen, not declared" if d is None else "seen; declared for some models only") \
+                    if unexpected else "expected: declared and seen"
+                if all(o.levels == ("third-party",) for o in pq.occurrences):
+                    status += " (third-party evidence)"
+                out.append((pq.quirk, status))
+            elif d is not None:
+                out.append((d.quirk, "declared, but its check passed: the expectation is stale" if d.status == "stale"
+                            else "documented: declared in providers.yaml, not seen in these results"))
+        return tuple(out)
+
 
 @dataclass(frozen=True)
 class VendorView:
@@ -252,6 +272,32 @@ class QuirkPage:
     def providers(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(o.provider for o in self.occurrences))
 
+    @property
+    def seen_at(self) -> tuple[SeenAt, ...]:
+        """The occurrences summarised per provider (imported evidence has one per exchange)."""
+        out = []
+        for provider in self.providers:
+            occ = [o for o in self.occurrences if o.provider == provider]
+            unexpected = sum(not o.expected for o in occ)
+            status = ("expected" if not unexpected else "unexpected, not declared" if unexpected == len(occ)
+                      else "expected for some models, not declared for others")
+            out.append(SeenAt(
+                provider=provider, models=tuple(dict.fromkeys(o.model for o in occ)),
+                checks=tuple(dict.fromkeys(o.check for o in occ)), status=status,
+                levels=tuple(dict.fromkeys(lv for o in occ for lv in o.levels)),
+                provenance=tuple(dict.fromkeys(p for o in occ for p in o.provenance))))
+        return tuple(out)
+
+
+@dataclass(frozen=True)
+class SeenAt:
+    provider: str
+    models: tuple[str, ...]
+    checks: tuple[str, ...]
+    status: str
+    levels: tuple[str, ...]
+    provenance: tuple[Provenance, ...]
+
 
 @dataclass(frozen=True)
 class Report:
@@ -262,6 +308,7 @@ class Report:
     providers: tuple[ProviderPage, ...]
     quirks: tuple[QuirkPage, ...]
     catalogue_size: int
+    matrix: QuirkMatrix
 
     @property
     def third_party_columns(self) -> tuple[Column, ...]:
@@ -270,3 +317,91 @@ class Report:
     @property
     def rows(self) -> int:
         return sum(len(g.rows) for g in self.groups)
+
+    @property
+    def quirks_had(self) -> tuple[QuirkPage, ...]:
+        """Quirks some provider was seen to have or declares, in catalogue order."""
+        return tuple(q for q in self.quirks if q.occurrences or q.declared_by)
+
+    @property
+    def quirks_not_had(self) -> tuple[QuirkPage, ...]:
+        return tuple(q for q in self.quirks if not (q.occurrences or q.declared_by))
+
+
+# -- the front page: which provider has which quirk ---------------------------------------------------
+
+@dataclass(frozen=True)
+class QuirkColumn:
+    """One column of the quirk matrix: a provider, or one model of a provider with several in the results."""
+    provider: str
+    provider_title: str
+    slug: str
+    kind: str
+    model: str | None
+    label: str                  # the (possibly abbreviated) header text; the full name is `full`
+    full: str
+    evidence: str               # "recorded 2026-11-28", "third-party 2025-04-02", "declared only", …
+    third_party: bool           # all of its evidence is imported from another project
+    note_id: str                # the provenance footnote
+
+    @property
+    def href(self) -> str:
+        return f"providers/{self.slug}.html"
+
+
+@dataclass(frozen=True)
+class QuirkCell:
+    state: str                  # seen | expected | documented | not-seen | no-evidence
+    label: str
+    css: str
+    href: str                   # relative to the site root: the evidence, the declaration or the quirk page
+    note: str                   # the title attribute: what the cell stands for, in a sentence
+    third_party: bool = False
+
+
+@dataclass(frozen=True)
+class QuirkRow:
+    quirk: QuirkRef
+    area: str
+    impact: str | None
+    cells: tuple[QuirkCell, ...]
+
+
+@dataclass(frozen=True)
+class QuirkArea:
+    area: str
+    rows: tuple[QuirkRow, ...]
+
+
+@dataclass(frozen=True)
+class HeaderGroup:
+    """A run of adjacent columns under one heading (a kind, or a provider with several models)."""
+    label: str
+    span: int
+    href: str | None = None
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class QuirkTable:
+    caption: str
+    anchor: str
+    kinds: tuple[HeaderGroup, ...]
+    providers: tuple[HeaderGroup, ...]      # span 1: a single-model provider (its column's own header says it)
+    columns: tuple[QuirkColumn, ...]
+    areas: tuple[QuirkArea, ...]
+
+    @property
+    def rows(self) -> int:
+        return sum(len(a.rows) for a in self.areas)
+
+
+@dataclass(frozen=True)
+class QuirkMatrix:
+    tables: tuple[QuirkTable, ...]
+    idle: tuple[tuple[str, str, str], ...]  # providers with no evidence and nothing declared: name, title, href
+    counts: tuple[tuple[str, int], ...]     # cells per state, for the summary line
+
+    @property
+    def columns(self) -> tuple[QuirkColumn, ...]:
+        return tuple(c for t in self.tables for c in t.columns)

@@ -1809,6 +1809,32 @@ def stream_hang(reply: Reply, req: Req) -> None:
         reply.events, reply.after = reply.events[:2], "hang"
 
 
+@emulates("transport.too-large", "reply", also=("chat.body-not-json",))   # chat.body-json judges a cut body
+def transport_too_large(reply: Reply, req: Req) -> None:
+    """EMULATED: the plain request's completion is followed by 13 MiB of JSON whitespace, past the 12 MiB the
+    transport keeps. Source: issue 19 (a hostile server's 40 MB body); no vendor documented; bounds rule LIMIT-1."""
+    if reply.kind == "completion" and req.is_probe("chat.basic"):
+        reply.raw = req.ref.encode(reply.payload) + b" " * (13 * 1024 * 1024)
+
+
+@emulates("transport.too-many-chunks", "reply")
+def transport_too_many_chunks(reply: Reply, req: Req) -> None:
+    """EMULATED: the plain streamed request's reply opens with a 5,000-byte SSE comment and is written one
+    byte per chunk, so it arrives in more than 4,096 reads. Source: issue 19 (a million 1-byte chunks); no
+    vendor documented; bounds rule LIMIT-3."""
+    if reply.kind == "stream" and req.is_probe("stream.basic"):
+        reply.events = [b": " + b"p" * 5000 + b"\n\n", *(reply.events or [])]
+        reply.piece = 1
+
+
+@emulates("transport.too-slow", "reply", also=("chat.body-not-json",), provider={"timeouts": {"total": 1, "read": 5}})
+def transport_too_slow(reply: Reply, req: Req) -> None:
+    """EMULATED: the plain request's completion is drip-fed, 8 bytes every 0.2 s, past the 1 s deadline of the
+    provider entry. Source: issue 19 (a body still arriving at the deadline); no vendor documented; bounds rule LIMIT-2."""
+    if reply.kind == "completion" and req.is_probe("chat.basic"):
+        reply.piece, reply.pace = 8, 0.2
+
+
 @emulates("stream.data-not-json", "events", also=("sdk.helper-error",))
 def stream_data_null(events: list[bytes], req: Req) -> None:
     """EMULATED: text streams carry a `data: null` keep-alive event after the first chunk. Also raises

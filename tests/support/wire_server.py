@@ -1330,3 +1330,168 @@ conformant = Reference()
 
 def now() -> float:
     return time.time()
+
+
+# -- a hostile vendor (issue 19) ----------------------------------------------------------------------------------
+#
+# EMULATED, test equipment only: the misbehaviours a hostile or broken OpenAI-compatible server can show, as
+# measured against the harness in issue 19 (a server on 127.0.0.1 that echoed the planted key in disguise, sent
+# 40 MB bodies, a million 1-byte chunks, never answered, or sent huge headers). No vendor is known to do these;
+# the harness must survive them with bounded memory and time and no key in any file it writes.
+
+def key_encodings(key: str) -> dict[str, str]:
+    """The planted key in every disguise the scrubber must see through (and the tests search files for)."""
+    raw = key.encode()
+    b64 = lambda data: base64.b64encode(data).decode()  # noqa: E731
+    return {
+        "raw": key,
+        "json-escaped": "".join(f"\\u{ord(c):04x}" for c in key),
+        "json-escaped-upper": "".join(f"\\u{ord(c):04X}" for c in key),
+        "json-mixed": "".join(f"\\u{ord(c):04x}" if i % 3 == 1 else c for i, c in enumerate(key)),
+        "base64": b64(raw),
+        "base64url": base64.urlsafe_b64encode(raw).decode(),
+        "basic-auth": b64(b"user:" + raw),                    # the key one byte into a longer base64 string
+        "basic-auth-2": b64(b"us:" + raw + b"!"),
+        "basic-auth-3": b64(b"u:" + raw + b"?>"),
+        "url-encoded": "".join(f"%{b:02X}" for b in raw),
+        "url-encoded-lower": "".join(f"%{b:02x}" if i % 2 else chr(b) for i, b in enumerate(raw)),
+        "hex": raw.hex(),
+        "hex-upper": raw.hex().upper(),
+        "reversed": key[::-1],
+    }
+
+
+def _b64_cores(raw: bytes) -> list[str]:
+    cores = []
+    for lead in range(3):
+        text = base64.b64encode(b"\0" * lead + raw).decode().rstrip("=")
+        cores.append(text[-(-8 * lead // 6):(8 * (lead + len(raw))) // 6])
+    return cores
+
+
+def key_traces(key: str) -> list[tuple[str, str]]:
+    """(name, text) pairs whose presence in a file means the key leaked: the plain forms, and the base64 and
+    base64url fragments that encode it at each alignment inside a longer base64 string. Hex is searched
+    case-insensitively by the caller (`find_key_traces`)."""
+    raw = key.encode()
+    forms = [(n, v) for n, v in key_encodings(key).items() if not n.startswith(("base64", "basic-auth"))]
+    for i, core in enumerate(_b64_cores(raw)):
+        forms.append((f"base64@{i}", core))
+        forms.append((f"base64url@{i}", core.replace("+", "-").replace("/", "_")))
+    return forms
+
+
+def find_key_traces(key: str, text: str) -> list[str]:
+    """Names of the key's forms found in `text` (hex and percent-encoding in either case)."""
+    found = []
+    lowered = text.lower()
+    for name, form in key_traces(key):
+        if name.startswith(("hex", "url-encoded")) or name == "json-escaped-upper":
+            if form.lower() in lowered:
+                found.append(name)
+        elif form in text:
+            found.append(name)
+    return found
+
+
+HOSTILE_MODES = ("echo-escaped", "echo-base64", "echo-hex", "echo-urlencoded", "echo-reversed", "echo-gzip",
+                 "echo-all", "huge-body", "million-chunks", "never-answers", "drip", "huge-headers")
+HUGE_BODY_BYTES = 40 * 1024 * 1024
+
+
+@dataclass
+class Hostile:
+    """A handler that misbehaves on POST /v1/chat/completions according to `mode` and passes every other
+    request to `base` (the conformant Reference by default)."""
+    mode: str
+    key: str
+    base: Handler | None = None
+    hang_seconds: float = HANG_SECONDS
+
+    async def __call__(self, wire: WireRequest, resp: WireResponse) -> None:
+        if wire.method != "POST" or not wire.path.startswith("/v1/chat/completions"):
+            await (self.base or conformant)(wire, resp)
+            return
+        body = wire.json()
+        stream = isinstance(body, dict) and body.get("stream") is True
+        await getattr(self, "_" + self.mode.replace("-", "_").split("_", 1)[0])(resp, stream)
+
+    # -- the key in disguise -------------------------------------------------------------------------------
+    def _echoed(self) -> dict[str, str]:
+        forms = key_encodings(self.key)
+        wanted = {"echo-escaped": ("json-escaped", "json-mixed"), "echo-base64": ("base64", "base64url", "basic-auth",
+                  "basic-auth-2", "basic-auth-3"), "echo-hex": ("hex", "hex-upper"),
+                  "echo-urlencoded": ("url-encoded", "url-encoded-lower"), "echo-reversed": ("reversed",),
+                  "echo-gzip": ("raw", "json-escaped")}.get(self.mode, tuple(forms))
+        return {name: forms[name] for name in wanted}
+
+    def _completion(self, forms: dict[str, str]) -> bytes:
+        """A chat.completion whose `object` is the key (JSON-escaped when that is the mode: a check that quotes
+        `object` then quotes the decoded key) and whose content lists every form."""
+        doc = completion_body("@CONTENT@")
+        doc["object"] = "@OBJECT@"
+        text = json.dumps(doc)
+        content = " ".join(f"{name}={value}" for name, value in forms.items())
+        obj = forms.get("json-escaped") or next(iter(forms.values()))
+        # the forms are already JSON text (\u escapes stay escapes); only quotes and backslashes of others need care
+        return text.replace("@CONTENT@", content.replace('"', '\\"')).replace("@OBJECT@", obj).encode()
+
+    async def _echo(self, resp: WireResponse, stream: bool) -> None:
+        forms = self._echoed()
+        plain = [v for k, v in forms.items() if not k.startswith("json")]
+        header_form = plain[0] if plain else "".join(chr(int(forms[k][i + 2:i + 6], 16))   # decoded JSON escapes
+                                                     for k in ("json-escaped",) for i in range(0, len(forms[k]), 6))
+        if stream:
+            content = " ".join(f"{name}={value}" for name, value in forms.items())
+            chunk = {"id": "chatcmpl-hostile", "object": "chat.completion.chunk", "created": CREATED, "model": MODEL,
+                     "choices": [{"index": 0, "delta": {"role": "assistant", "content": "@C@"}, "finish_reason": None}]}
+            events = [b"data: " + json.dumps(chunk).replace("@C@", content).encode() + b"\n\n", b"data: [DONE]\n\n"]
+            payload, ctype = b"".join(events), "text/event-stream"
+        else:
+            payload, ctype = self._completion(forms), "application/json"
+        headers = [("content-type", ctype), ("x-echo", header_form)]
+        if self.mode == "echo-gzip":
+            payload = gzip_bytes(payload)
+            headers.append(("content-encoding", "gzip"))
+        await resp.start(200, headers + [("content-length", str(len(payload)))], chunked=False)
+        await resp.send(payload)
+
+    # -- too much, too slow, never -----------------------------------------------------------------------
+    async def _huge(self, resp: WireResponse, stream: bool) -> None:
+        if self.mode == "huge-headers":
+            headers = [("content-type", "application/json")] + [(f"x-pad-{i}", "v" * 4000) for i in range(64)]
+            payload = json.dumps(completion_body()).encode()
+            await resp.start(200, headers + [("content-length", str(len(payload)))], chunked=False)
+            await resp.send(payload)
+            return
+        piece = b'{"pad": "' + b"x" * (1024 * 1024 - 10) + b'"}'
+        await resp.start(200, [("content-type", "application/json"), ("content-length", str(HUGE_BODY_BYTES))],
+                         chunked=False)
+        for _ in range(HUGE_BODY_BYTES // len(piece)):
+            await resp.send(piece)
+        await resp.send(b" " * (HUGE_BODY_BYTES % len(piece)))
+
+    async def _million(self, resp: WireResponse, stream: bool) -> None:
+        await resp.start(200, [("content-type", "text/event-stream" if stream else "application/json")], chunked=True)
+        for i in range(1_000_000):
+            resp.writer.write(b"1\r\n \r\n")          # one 1-byte chunk of chunked transfer encoding
+            if i % 64 == 0:
+                await resp.writer.drain()
+        await resp.end()
+
+    async def _never(self, resp: WireResponse, stream: bool) -> None:
+        await asyncio.sleep(self.hang_seconds)
+        resp.close()
+
+    async def _drip(self, resp: WireResponse, stream: bool) -> None:
+        payload = json.dumps(completion_body("drip " * 200)).encode()
+        await resp.start(200, [("content-type", "application/json"), ("content-length", str(len(payload)))],
+                         chunked=False)
+        for i in range(len(payload)):
+            await resp.send(payload[i:i + 1])
+            await asyncio.sleep(0.05)
+
+
+def gzip_bytes(data: bytes) -> bytes:
+    import gzip
+    return gzip.compress(data, mtime=0)
