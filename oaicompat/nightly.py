@@ -8,8 +8,9 @@
 
 Steps:
  1. shards: one pytest subprocess per provider (`--jobs N` at a time), each writing OUTDIR/results-<p>.json and
-    its log to OUTDIR/logs/<p>.log (the command line is the log's first line). Recording shards share the cassette directory: a provider's cassettes live
-    under <cassette-dir>/<provider>/ and every write is atomic, so two shards never write the same file.
+    its log to OUTDIR/logs/<p>.log (the command line is the log's first line). Recording shards share the
+    cassette directory: a provider's cassettes live under <cassette-dir>/<provider>/ and every write is
+    atomic, so two shards never write the same file.
  2. merge: `merge_documents` (later wins per provider, model and check) → OUTDIR/results.json, validated against
     fixtures/schemas/results.schema.json, with each provider's latency recomputed from the surviving records.
  3. diff against --previous (`oaicompat diff`: OUTDIR/diff.md and diff.html).

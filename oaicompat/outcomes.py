@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from .checks.base import Blocked, CheckSpec, Finding, NotApplicable, Observation, QuirkFound, Violation
+from .checks.base import (Blocked, CheckSpec, Finding, NotApplicable, Observation, QuirkFound, Violation,
+                          quirks_of)
 from .config import Expectation, Provider
 from .scrub import Scrubber
 
@@ -90,18 +91,23 @@ def _decide(spec: CheckSpec, finding: BaseException | None, provider: Provider, 
                            f"(provider {provider.name})", tuple(sorted(declared)), declared=declared_info)
         return Outcome("pass", observations=observations)
     if isinstance(finding, QuirkFound):
-        head = f"[{finding.quirk}] {spec.rule}: {finding.detail}"
-        if finding.quirk in declared:
-            exp = declared[finding.quirk]
-            return Outcome("expected-quirk", f"{head} (declared: {exp.reason})", (finding.quirk,),
+        # several quirks (QuirksFound): expected only when every one is declared, so none hides another
+        quirks = quirks_of(finding)
+        head = (f"[{finding.quirk}] {spec.rule}: {finding.detail}" if len(quirks) == 1
+                else f"{spec.rule}: {finding.detail}")
+        undeclared = [q for q in quirks if q not in declared]
+        if not undeclared:
+            reasons = "; ".join(declared[q].reason for q in quirks)
+            return Outcome("expected-quirk", f"{head} (declared: {reasons})", quirks,
                            finding.lines, observations, declared_info)
         also = ""
         if declared:
             also = f"; providers.yaml declares {', '.join(sorted(declared))} for this check instead"
         return Outcome("unexpected-quirk",
-                       f"{head} — not declared for {provider.name}; if this is known, add it under "
-                       f"expectations in providers.yaml with a reason and a source{also}",
-                       (finding.quirk,), finding.lines, observations, declared_info)
+                       f"{head} — not declared for {provider.name}"
+                       f"{'' if len(quirks) == 1 else ': ' + ', '.join(undeclared)}; if this is known, add "
+                       f"it under expectations in providers.yaml with a reason and a source{also}",
+                       quirks, finding.lines, observations, declared_info)
     if isinstance(finding, Violation):
         return Outcome("violation", f"{finding.rule}: {finding.detail} (no catalogued quirk names this yet)",
                        (), finding.lines, observations)

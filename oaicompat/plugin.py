@@ -18,14 +18,16 @@ User-facing surface:
 from __future__ import annotations
 
 import shlex
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from . import checks as _checks  # noqa: F401  (registers every check and probe)
 from .budget import Budget, BudgetError, BudgetExhausted, Estimate, Meter, Pricing, estimate
+from .checks import sdk as _sdk_checks
 from .checks.base import PROBES, CheckSpec, ProbeContext, spec_of
 from .config import ProvidersConfig, load_providers, runtime_environment
 from .errors import OaicompatError
@@ -37,11 +39,13 @@ from .run_mode import RECORD_MODES, RunMode
 from .run_summary import empty_providers, estimate_summary, html_extra, terminal_summary, write_results
 from .runner import Evaluation, Target, evaluate, unsupported
 from .scrub import Scrubber
+from .sdk import warm_openai
 from .servers import pytest_hooks as servers
 from .session import LiveMemo, ProbeSession, cassette_path, credentials
 
 if TYPE_CHECKING:
     from .servers.for_run import RunServers
+    from .servers.pytest_hooks import HungServerWatch
 
 STASH = pytest.StashKey["OaicompatState"]()
 OUTCOME_KEY = pytest.StashKey[dict]()
@@ -65,7 +69,7 @@ class OaicompatState:
     down: dict[str, str] = field(default_factory=dict)          # provider → why it is unavailable
     results: ResultsLog | None = None
     servers: RunServers | None = None    # started by --servers, stopped at unconfigure
-    watch: servers.HungServerWatch | None = None
+    watch: HungServerWatch | None = None
     loaded: ProvidersConfig | None = None
     config_error: str | None = None      # why providers.yaml (or --provider/--model) cannot be used
     budget: Budget | None = None
@@ -240,9 +244,17 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
+    """With --collect-only on a live run, estimate what it would send. Otherwise, when a selected test runs an
+    openai-python check, import openai now (seconds, once), as part of the session's start, not inside the
+    first SDK check's timing."""
     state = session.config.stash.get(STASH, None)
-    if state is not None and session.config.option.collectonly and state.mode.live:
-        state.estimates = estimate_items(state, session.items)
+    if session.config.option.collectonly:
+        if state is not None and state.mode.live:
+            state.estimates = estimate_items(state, session.items)
+        return
+    if any(getattr(getattr(item, "module", None), "sdk", None) is _sdk_checks
+           for item in session.items):
+        warm_openai()
 
 
 def checks_called(item: pytest.Item) -> list[CheckSpec]:
@@ -332,7 +344,8 @@ def probe_session(request: pytest.FixtureRequest, target: Target, state: Oaicomp
     provider, model = target.provider, target.model
     module = Path(str(request.node.fspath)).stem
     path = cassette_path(state.cassette_root, provider, model, module, request.node.originalname)
-    api_key, missing = None, ()
+    api_key: str | None = None
+    missing: tuple[str, ...] = ()
     if state.mode.needs_credentials(cassette_exists=path.exists()):
         api_key, missing = credentials(provider, state.env)
     record_hint = state.record_commands.setdefault(provider.name, record_provider_command(request, target))
@@ -360,6 +373,9 @@ def _record(request: pytest.FixtureRequest, state: OaicompatState, evaluation: E
 
 
 def _act(outcome: Outcome) -> None:
+    # pytest renders a traceback for every pytest.xfail (finding and parsing each frame's source, scanning
+    # sys.modules): this frame adds nothing to it
+    __tracebackhide__ = True  # noqa: F841
     text = outcome.message
     if outcome.lines:
         text += "\n" + "\n".join("    " + line for line in outcome.lines)

@@ -6,7 +6,7 @@ import json
 import re
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,8 @@ def evidence_level(ex: Exchange) -> str:
 def exchange_evidence(ex: Exchange) -> dict[str, Any]:
     ev: dict[str, Any] = {
         "level": evidence_level(ex),
-        "request": clip(f"{ex.request.method} {ex.request.path} {ex.request.body.decode('utf-8', 'replace')}", BODY_HEAD),
+        "request": clip(f"{ex.request.method} {ex.request.path} {ex.request.body.decode('utf-8', 'replace')}",
+                        BODY_HEAD),
         "status": ex.status,
         "content_type": ex.header("content-type"),
         "body_head": ex.body[:BODY_HEAD].decode("utf-8", errors="replace"),
@@ -112,7 +113,7 @@ class ResultsLog:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def write_json_atomic(path: Path, doc: Any, scrubber: Scrubber | None = None) -> None:
@@ -222,9 +223,10 @@ def compare_outcomes(recorded: dict[str, Any], live: dict[str, Any]) -> list[str
     b = {key: (r["outcome"], tuple(r["quirks"])) for key, r in rb.items()}
     common = {k[0] for k in a} & {k[0] for k in b}
     lines = []
-    for key in sorted((set(a) | set(b))):
+    for key in sorted(set(a) | set(b)):
         if key[0] not in common:
             continue
         if a.get(key) != b.get(key) and not (key in a and key in b and intermittent_only(ra[key], rb[key])):
-            lines.append(f"{key[0]} {key[1]} {key[2]}: recorded {a.get(key, ('absent',))} vs live {b.get(key, ('absent',))}")
+            was, now = a.get(key, ("absent",)), b.get(key, ("absent",))
+            lines.append(f"{key[0]} {key[1]} {key[2]}: recorded {was} vs live {now}")
     return lines

@@ -19,8 +19,11 @@ from .scrub import Scrubber
 
 
 class _Chosen(Protocol):
-    provider: Provider
-    model: str
+    @property
+    def provider(self) -> Provider: ...
+
+    @property
+    def model(self) -> str: ...
 
 
 class _Writer(Protocol):

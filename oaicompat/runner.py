@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, Union
+from typing import Any, Protocol
 
 from .checks.base import PROBES, CheckSpec, Finding, Observation, ProbeContext, spec_of
 from .config import Provider
@@ -67,7 +67,7 @@ class ProbeSource(Protocol):
     async def send(self, spec: RequestSpec, *, fresh: bool = False) -> Exchange: ...
 
 
-Check = Union[CheckSpec, Callable[..., Any]]
+Check = CheckSpec | Callable[..., Any]
 AfterSend = Callable[[Target, Sequence[Exchange]], None]
 
 
@@ -76,7 +76,10 @@ def as_spec(check: Check) -> CheckSpec:
 
 
 def unsupported(spec: CheckSpec, target: Target) -> Outcome | None:
-    """"unsupported" when the provider declares one of the check's `needs` unsupported, else None."""
+    """"unsupported" when the provider declares one of the check's `needs` unsupported, else None. A check that
+    only observes what any reply shows (`spec.skip_when_unsupported` False) runs whatever `supports:` says."""
+    if not spec.skip_when_unsupported:
+        return None
     for need in spec.needs:
         if not target.provider.supports_feature(need):
             return Outcome("unsupported", f"unsupported (declared): {target.provider.name} does not support {need}")

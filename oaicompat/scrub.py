@@ -19,8 +19,8 @@ import functools
 import os
 import re
 import zlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Mapping
 
 from .config import KEY_VARIABLE, LOCAL_KEY_ENV
 from .exchange import Chunk, Exchange, Request, TransportFailure
@@ -43,15 +43,15 @@ def _char_forms(ch: str) -> list[str]:
     forms = [re.escape(ch)]
     code = ord(ch)
     if code < 0x10000:
-        forms.append(r"\\u(?i:%04x)" % code)
+        forms.append(rf"\\u(?i:{code:04x})")
     else:   # a JSON surrogate pair
         hi, lo = 0xD800 + ((code - 0x10000) >> 10), 0xDC00 + ((code - 0x10000) & 0x3FF)
-        forms.append(r"\\u(?i:%04x)\\u(?i:%04x)" % (hi, lo))
+        forms.append(rf"\\u(?i:{hi:04x})\\u(?i:{lo:04x})")
     if ch == "/":
         forms.append(r"\\/")
     if ch == " ":
         forms.append(r"\+")
-    forms.append("".join("%%(?i:%02x)" % b for b in ch.encode("utf-8")))
+    forms.append("".join(f"%(?i:{b:02x})" for b in ch.encode("utf-8")))
     return forms
 
 
@@ -213,7 +213,7 @@ class Scrubber:
         return f"[REDACTED:{self.secrets[int(match.lastgroup[1:])][0]}]"  # type: ignore[index]
 
     @classmethod
-    def from_env(cls, variables: Iterable[str], env: Mapping[str, str]) -> "Scrubber":
+    def from_env(cls, variables: Iterable[str], env: Mapping[str, str]) -> Scrubber:
         pairs = []
         for name in sorted(set(variables)):
             value = env.get(name)
@@ -224,20 +224,20 @@ class Scrubber:
         return cls(tuple(pairs))
 
     @classmethod
-    def from_environment(cls, env: Mapping[str, str] | None = None, extra: Iterable[str] = ()) -> "Scrubber":
+    def from_environment(cls, env: Mapping[str, str] | None = None, extra: Iterable[str] = ()) -> Scrubber:
         """Every variable of `env` (default os.environ) whose name says it holds a key (KEY_VARIABLE), plus
         OAICOMPAT_LOCAL_KEY and `extra`: the writers of results and reports use it whoever calls them."""
         env = os.environ if env is None else env
         names = {n for n in env if KEY_VARIABLE.match(n)} | {LOCAL_KEY_ENV, *extra}
         return cls.from_env(names, env)
 
-    def merged(self, other: "Scrubber | None") -> "Scrubber":
+    def merged(self, other: Scrubber | None) -> Scrubber:
         if other is None or not other.secrets:
             return self
         pairs = sorted(set(self.secrets) | set(other.secrets), key=lambda p: (-len(p[1]), p[0]))
         return Scrubber(tuple(pairs))
 
-    def with_secret(self, name: str, value: str) -> "Scrubber":
+    def with_secret(self, name: str, value: str) -> Scrubber:
         if not value or len(value) < MIN_SECRET_LENGTH:
             return self
         pairs = sorted({*self.secrets, (name, value)}, key=lambda p: -len(p[1]))

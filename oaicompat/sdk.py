@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import inspect
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 import httpx
 
 from .exchange import Exchange
 
-__all__ = ["INSTALL_HINT", "SDKResult", "SDKUnavailable", "ErrorKind", "load_openai", "replay_through_openai"]
+__all__ = ["INSTALL_HINT", "SDKResult", "SDKUnavailable", "ErrorKind", "load_openai", "replay_through_openai",
+           "warm_openai"]
 
 INSTALL_HINT = "pip install -e . (openai is one of oaicompat's dependencies)"
 BASE_URL = "http://sdk.invalid/v1"
@@ -93,8 +95,8 @@ def _handler(ex: Exchange, sent: list[bool]):
         sent.append(True)
         if ex.status is None:
             failure = ex.failure
-            raise httpx.ConnectError(f"recorded: no response ({failure.kind + ': ' + failure.message if failure else '?'})",
-                                     request=request)
+            why = f"{failure.kind}: {failure.message}" if failure else "?"
+            raise httpx.ConnectError(f"recorded: no response ({why})", request=request)
         headers = [(k, v) for k, v in ex.headers if k.lower() not in _DROP_HEADERS]
         return httpx.Response(ex.status, headers=headers, stream=_ReplayStream(ex), request=request)
     return handle
@@ -148,6 +150,21 @@ def load_openai() -> Any:
     except ImportError as exc:
         raise SDKUnavailable(exc) from None
     return openai
+
+
+def warm_openai() -> bool:
+    """Import openai and the chat-completion modules its client loads on first use (their pydantic models are
+    built at import), so that cost is paid once before the checks run rather than inside the first SDK check.
+    False when openai is not installed (the SDK checks then say so themselves); nothing is sent."""
+    try:
+        client_module = load_openai()
+        import openai.lib.streaming.chat  # noqa: F401  (the stream() helper's accumulator)
+        import openai.resources.chat.completions  # noqa: F401
+        import openai.types.chat  # noqa: F401
+    except (SDKUnavailable, ImportError):
+        return False
+    client_module.OpenAI(api_key="x", base_url=BASE_URL, max_retries=0).close()
+    return True
 
 
 def replay_through_openai(ex: Exchange, *, helper: bool = False) -> SDKResult:

@@ -9,6 +9,8 @@ from typing import Any
 
 from .exchange import Exchange
 
+TOKEN_FIELDS = ("content", "tool_calls", "reasoning_content", "reasoning")   # a delta that carries any has a token
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -60,7 +62,7 @@ def timing_of(ex: Exchange) -> Timing:
             if ttft is None and isinstance(obj, dict):
                 for ch in obj.get("choices") or []:
                     delta = ch.get("delta") if isinstance(ch, dict) else None
-                    if isinstance(delta, dict) and any(delta.get(k) for k in ("content", "tool_calls", "reasoning_content", "reasoning")):
+                    if isinstance(delta, dict) and any(delta.get(k) for k in TOKEN_FIELDS):
                         ttft = times[min(ev.chunk_index, len(times) - 1)]
                         break
         gaps = tuple(b - a for a, b in zip(times, times[1:]))

@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import httpx
 
@@ -199,7 +200,7 @@ class Transport:
                                            f"arriving: {size} bytes in {len(got.chunks) + tail.reads} reads)",
                                 size)
                             break
-        except (httpx.HTTPError, OSError, TimeoutError, asyncio.TimeoutError) as exc:
+        except (httpx.HTTPError, OSError, TimeoutError) as exc:
             kind = classify(exc)
             message = str(exc) or type(exc).__name__
             if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):

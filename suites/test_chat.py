@@ -1,6 +1,11 @@
 """Non-streaming chat completions: one wire rule per test (openai-wire.md §2)."""
 
+import pytest
+
 from oaicompat.checks import chat
+
+# one event loop for the whole session: a loop per test costs more than replaying a check
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def test_status(run_check):
@@ -113,3 +118,11 @@ async def test_content_parts(run_check):
 
 async def test_content_parts_seen(run_check):
     await run_check(chat.content_parts_read_as_text)
+
+
+async def test_usage_extensions(run_check):
+    await run_check(chat.usage_has_openai_keys_only)
+
+
+async def test_openai_fields(run_check):
+    await run_check(chat.openai_optional_fields_present)

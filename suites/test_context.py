@@ -2,7 +2,12 @@
 test (openai-wire.md ERR-400-2, STREAM-ERR-1, REQ-MAXTOK-1). The window is providers.yaml
 limits.context_tokens (8192 assumed when undeclared)."""
 
+import pytest
+
 from oaicompat.checks import context
+
+# one event loop for the whole session: a loop per test costs more than replaying a check
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def test_overflow_status(run_check):

@@ -1,6 +1,11 @@
 """Which OpenAI surfaces besides chat completions a provider offers (informational rows)."""
 
+import pytest
+
 from oaicompat.checks import endpoints
+
+# one event loop for the whole session: a loop per test costs more than replaying a check
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def test_embeddings(run_check):

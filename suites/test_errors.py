@@ -1,6 +1,11 @@
 """Error replies and the mistakes that must produce them: one wire rule per test (openai-wire.md §5)."""
 
+import pytest
+
 from oaicompat.checks import errors
+
+# one event loop for the whole session: a loop per test costs more than replaying a check
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def test_wrong_key_status(run_check):

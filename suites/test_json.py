@@ -1,6 +1,11 @@
 """JSON output (response_format json_object / json_schema): one rule per test (openai-wire.md §1.5, §8)."""
 
+import pytest
+
 from oaicompat.checks import json_output
+
+# one event loop for the whole session: a loop per test costs more than replaying a check
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def test_object_accepted(run_check):

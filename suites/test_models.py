@@ -1,6 +1,11 @@
 """The models endpoints: one wire rule per test (openai-wire.md §7)."""
 
+import pytest
+
 from oaicompat.checks import models
+
+# one event loop for the whole session: a loop per test costs more than replaying a check
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def test_list_status(run_check):

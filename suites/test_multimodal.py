@@ -4,7 +4,12 @@ The first four run on every provider (how a server treats an image part or an un
 not); the rest need `vision` in providers.yaml `supports`.
 """
 
+import pytest
+
 from oaicompat.checks import image
+
+# one event loop for the whole session: a loop per test costs more than replaying a check
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def test_rejection_status(run_check):

@@ -1,6 +1,11 @@
 """Request parameters: one wire rule per test (openai-wire.md §1.1, §1.3)."""
 
+import pytest
+
 from oaicompat.checks import params
+
+# one event loop for the whole session: a loop per test costs more than replaying a check
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def test_max_tokens_cap(run_check):

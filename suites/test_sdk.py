@@ -1,6 +1,11 @@
 """openai-python acceptance: recorded bytes replayed through the official client, one rule per test."""
 
+import pytest
+
 from oaicompat.checks import sdk
+
+# one event loop for the whole session: a loop per test costs more than replaying a check
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def test_stream_parses(run_check):

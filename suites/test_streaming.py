@@ -1,6 +1,11 @@
 """Streamed chat completions: one wire rule per test (openai-wire.md §3, §4)."""
 
+import pytest
+
 from oaicompat.checks import stream
+
+# one event loop for the whole session: a loop per test costs more than replaying a check
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def test_status(run_check):
@@ -109,3 +114,15 @@ async def test_extension_fields(run_check):
 
 async def test_framing(run_check):
     await run_check(stream.framing_variants)
+
+
+async def test_usage_extensions(run_check):
+    await run_check(stream.stream_usage_has_openai_keys_only)
+
+
+async def test_openai_fields(run_check):
+    await run_check(stream.stream_openai_optional_fields_present)
+
+
+async def test_empty_deltas(run_check):
+    await run_check(stream.no_empty_deltas)

@@ -1,6 +1,11 @@
 """Function tools: one wire rule per test (openai-wire.md §1.4, RESP-MSG-2..5, §4.4)."""
 
+import pytest
+
 from oaicompat.checks import tools
+
+# one event loop for the whole session: a loop per test costs more than replaying a check
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def test_accepted(run_check):

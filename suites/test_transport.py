@@ -1,6 +1,11 @@
 """Replies within the harness's bounds: size, deadline, number of reads (oaicompat/checks/limits.py)."""
 
+import pytest
+
 from oaicompat.checks import limits
+
+# one event loop for the whole session: a loop per test costs more than replaying a check
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def test_size(run_check):

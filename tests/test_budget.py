@@ -4,8 +4,19 @@ import json
 
 import pytest
 
-from oaicompat.budget import (BIG_PROBE_TOKENS, DEFAULT_COMPLETION_CAP, IMAGE_TOKENS, Budget, BudgetError,
-                              BudgetExhausted, Estimate, Meter, Pricing, estimate, usage_of)
+from oaicompat.budget import (
+    BIG_PROBE_TOKENS,
+    DEFAULT_COMPLETION_CAP,
+    IMAGE_TOKENS,
+    Budget,
+    BudgetError,
+    BudgetExhausted,
+    Estimate,
+    Meter,
+    Pricing,
+    estimate,
+    usage_of,
+)
 from oaicompat.checks.base import PROBES, ProbeContext
 from oaicompat.config import parse_providers
 from oaicompat.exchange import Chunk, Exchange
@@ -128,6 +139,7 @@ def test_a_big_probe_is_announced_before_it_is_sent():
 
 def test_providers_yaml_pricing_is_validated_and_parsed():
     from pathlib import Path
+
     from oaicompat.errors import ConfigError
     entry = {"kind": "hosted", "title": "P", "base_url": "https://x/v1", "model": "m",
              "pricing": {"input_per_mtok": 0.15, "output_per_mtok": 0.6, "currency": "USD"}}

@@ -269,3 +269,32 @@ def test_deeply_nested_json_is_not_json_to_a_check():
 def test_non_json_success_is_blocked_by_body_json():
     assert blocked_by(chat.object_is_chat_completion, HTML_200) == "chat.body-json"
     assert blocked_by(chat.usage_details_are_counts, HTML_200) == "chat.body-json"
+
+
+# -- usage extras and OpenAI's optional fields (issue 16: OpenRouter's cost, is_byok, cost_details) ------------
+
+OPENAI_USAGE = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7,
+                "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                                              "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}
+
+
+def test_usage_extensions():
+    passes(chat.usage_has_openai_keys_only, ok(completion(usage=OPENAI_USAGE)))
+    passes(chat.usage_has_openai_keys_only, ok())
+    extra = {**OPENAI_USAGE, "cost": 0.0001, "is_byok": False, "cost_details": {"upstream_inference_cost": None}}
+    assert quirk_of(chat.usage_has_openai_keys_only, ok(completion(usage=extra))) == "chat.usage-extra-keys"
+    thin = {**OPENAI_USAGE, "prompt_tokens_details": {"cached_tokens": 0}}
+    assert quirk_of(chat.usage_has_openai_keys_only, ok(completion(usage=thin))) == "chat.usage-details-incomplete"
+    with pytest.raises(QuirkFound) as both:
+        spec_of(chat.usage_has_openai_keys_only).run(ok(completion(usage={**thin, "cost": 1})))
+    assert set(both.value.quirks) == {"chat.usage-extra-keys", "chat.usage-details-incomplete"}  # type: ignore[attr-defined]
+    assert blocked_by(chat.usage_has_openai_keys_only, ok(completion(usage=None))) == "chat.usage"
+
+
+def test_openai_fields():
+    passes(chat.openai_optional_fields_present, ok(completion(system_fingerprint=None, service_tier="default")))
+    assert quirk_of(chat.openai_optional_fields_present, ok(completion(service_tier="default"))) \
+        == "chat.system-fingerprint-absent"
+    assert quirk_of(chat.openai_optional_fields_present, ok(completion(system_fingerprint="fp"))) \
+        == "chat.service-tier-absent"

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from oaicompat.checks import errors
-from oaicompat.checks.base import CHECKS, PROBES, Finding, Observation, ProbeContext, QuirkFound, spec_of
+from oaicompat.checks.base import CHECKS, PROBES, Finding, Observation, ProbeContext, QuirkFound, QuirksFound, spec_of
 from oaicompat.config import load_providers
 from oaicompat.paths import PROVIDERS_FILE
 from oaicompat.exchange import Chunk, Exchange, TransportFailure
@@ -181,13 +181,25 @@ def test_envelope(bad, quirk):
     assert quirk_of(errors.error_envelope, *replace(conformant_errors(), "errors.invalid-role", bad)) == quirk
 
 
-def test_envelope_reports_the_worst_problem_and_lists_all():
+def test_envelope_reports_every_problem_worst_first():
     exs = replace(conformant_errors(), "errors.malformed-json", raw(500, b"oops", "text/plain"))
     exs = replace(exs, "errors.wrong-key", refusal(401, {"error": {"message": "no", "type": "auth"}}))
-    with pytest.raises(QuirkFound) as info:
+    with pytest.raises(QuirksFound) as info:
         spec_of(errors.error_envelope).run(*exs)
     assert info.value.quirk == "errors.non-json-body"
-    assert "2 of 9" in info.value.detail and "errors.wrong-key" in info.value.detail
+    assert info.value.quirks == ("errors.non-json-body", "errors.envelope-incomplete")
+    assert "errors.wrong-key" in info.value.detail
+
+
+def test_a_string_error_does_not_hide_a_flat_error_shape():
+    """Issue 16: a flat {"code","message"} body was masked by a string-valued `error` from another reply."""
+    exs = replace(conformant_errors(), "errors.wrong-key", refusal(401, {"error": "Unauthorized"}))
+    exs = replace(exs, "errors.unknown-model", refusal(404, {"code": 404, "message": "model not found"}))
+    with pytest.raises(QuirksFound) as info:
+        spec_of(errors.error_envelope).run(*exs)
+    assert set(info.value.quirks) == {"errors.string-error", "errors.non-openai-shape"}
+    # one imported reply on its own is judged too (the single-exchange form)
+    assert quirk_of(errors.error_envelope, refusal(400, {"code": 400, "message": "x"})) == "errors.non-openai-shape"
 
 
 def test_envelope_ignores_successes_and_needs_one_error():

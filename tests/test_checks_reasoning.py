@@ -238,3 +238,19 @@ def test_reasoning_status_names_stream_only_and_rejection():
     with pytest.raises(QuirkFound) as found:
         reasoning_request_answered(err, sse_exchange(b"", status=400))
     assert found.value.quirk == "reasoning.basic-rejected"
+
+
+def test_stream_carrier_observes_one_stream_on_any_provider():
+    """Issue 16: where reasoning travels is observed on one stream, even where `supports:` says reasoning: false."""
+    spec = CHECKS["reasoning.stream-carrier"]
+    assert spec.kind == "info" and not spec.skip_when_unsupported
+    plain = stream_of({"role": "assistant", "content": ""}, {"content": "42"})
+    assert run(reasoning.stream_reasoning_carrier, plain) == [Observation("reasoning.delta-carrier", None)]
+    unasked = stream_of({"role": "assistant", "content": "", "reasoning_content": "17 and 25"},
+                        {"reasoning_content": " make 42"}, {"content": "42"})
+    notes = run(reasoning.stream_reasoning_carrier, unasked)
+    assert notes[0] == Observation("reasoning.delta-carrier", ["reasoning_content"])
+    tags = stream_of({"role": "assistant", "content": "<think>17+25"}, {"content": "</think>42"})
+    assert run(reasoning.stream_reasoning_carrier, tags)[0].value == ["<think> tags in content"]
+    with pytest.raises(Blocked):
+        run(reasoning.stream_reasoning_carrier, stream_of({"content": "x"}, status=500))

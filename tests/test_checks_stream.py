@@ -105,11 +105,15 @@ BASIC_CHECKS = [stream.status_is_success, stream.content_type_is_event_stream, s
                 stream.one_finish_reason_last, stream.no_usage_unless_requested]
 USAGE_CHECKS = [stream.usage_chunk_present, stream.usage_chunk_last_and_consistent, stream.usage_only_on_usage_chunk]
 INFO_CHECKS = [stream.stream_timing, stream.extension_fields, stream.framing_variants]
+# deviations from OpenAI's exact shape that break no rule (informational quirks; see test_openai_shape below)
+OPENAI_SHAPE_CHECKS = [stream.stream_usage_has_openai_keys_only, stream.stream_openai_optional_fields_present,
+                       stream.no_empty_deltas]
 
 
 def test_every_stream_check_is_listed_here():
     ids = {c for c, spec in CHECKS.items() if spec.module == stream.__name__}
-    listed = {spec_of(f).id for f in BASIC_CHECKS + USAGE_CHECKS + INFO_CHECKS + [stream.streamed_equals_plain]}
+    listed = {spec_of(f).id for f in BASIC_CHECKS + USAGE_CHECKS + INFO_CHECKS + OPENAI_SHAPE_CHECKS
+              + [stream.streamed_equals_plain]}
     assert ids == listed
 
 
@@ -580,3 +584,63 @@ def test_random_bytes_never_crash(parts, split):
                 run(fn, ex)
             except Finding:
                 pass
+
+
+# -- issue 16: what OpenRouter's streams showed -----------------------------------------------------------------
+
+FULL_USAGE = {**USAGE, "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+              "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                                            "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}
+OPENROUTER_USAGE = {**USAGE, "cost": 0.0000195, "is_byok": False, "prompt_tokens_details": {"cached_tokens": 0},
+                    "cost_details": {"upstream_inference_cost": None}}
+
+
+def _usage_with_choice(usage: dict[str, Any]) -> Exchange:
+    """OpenRouter's shape: the usage arrives on the finish chunk, which also carries the choice."""
+    events = good()
+    events[-1]["usage"] = usage
+    return sse_exchange(events, req=USAGE_REQ)
+
+
+def test_openai_shape():
+    openai = [{**e, "system_fingerprint": None, "service_tier": "default"} for e in good(usage=True)]
+    openai[-1]["usage"] = FULL_USAGE
+    for fn in OPENAI_SHAPE_CHECKS:
+        assert run(fn, sse_exchange(openai, req=USAGE_REQ)) == []
+    with pytest.raises(QuirkFound) as info:
+        run(stream.stream_usage_has_openai_keys_only, _usage_with_choice(OPENROUTER_USAGE))
+    assert set(info.value.quirks) == {"stream.usage-extra-keys", "stream.usage-details-incomplete"}  # type: ignore[attr-defined]
+    assert "cost=" in info.value.detail and "is_byok" in info.value.detail
+    with pytest.raises(NotApplicable):
+        run(stream.stream_usage_has_openai_keys_only, sse_exchange(good(), req=STREAM_REQ))
+    with pytest.raises(QuirkFound) as info:
+        run(stream.stream_openai_optional_fields_present, sse_exchange(good(), req=STREAM_REQ))
+    assert set(info.value.quirks) == {"stream.system-fingerprint-absent", "stream.service-tier-absent"}  # type: ignore[attr-defined]
+    fp = [{**e, "system_fingerprint": "fp"} for e in good()]
+    assert quirk(stream.stream_openai_optional_fields_present, sse_exchange(fp)) == "stream.service-tier-absent"
+    empty = good()
+    empty.insert(2, chunk({"content": ""}))
+    assert quirk(stream.no_empty_deltas, sse_exchange(empty)) == "stream.empty-delta"
+
+
+def test_usage_beside_a_choice_is_judged_not_blocked():
+    ex = _usage_with_choice(USAGE)
+    assert quirk(stream.usage_chunk_present, ex) == "stream.usage-in-choice-chunk"
+    assert run(stream.usage_chunk_last_and_consistent, ex) == []
+    bad = _usage_with_choice({**USAGE, "total_tokens": 99})
+    assert quirk(stream.usage_chunk_last_and_consistent, bad) == "stream.usage-inconsistent"
+
+
+def test_extension_fields_look_inside_usage():
+    keys = {o.key for o in run(stream.extension_fields, _usage_with_choice(OPENROUTER_USAGE))}
+    assert {"extension.usage.cost", "extension.usage.is_byok", "extension.usage.cost_details"} <= keys
+    assert "extension.usage.prompt_tokens_details" not in keys
+
+
+def test_a_bare_assistant_role_after_finish_is_not_content():
+    """OpenRouter sends {"role": "assistant", "content": ""} after the finish chunk: no content follows."""
+    events = good() + [chunk({"role": "assistant", "content": ""})]
+    assert run(stream.one_finish_reason_last, sse_exchange(events)) == []
+    assert quirk(stream.role_once_and_first, sse_exchange(events)) == "stream.role-repeated"
+    events = good() + [chunk({"role": "assistant", "content": "x"})]
+    assert quirk(stream.one_finish_reason_last, sse_exchange(events)) == "stream.content-after-finish"

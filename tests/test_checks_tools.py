@@ -433,11 +433,26 @@ def test_delta_no_repeat():
     assert sdk_accumulate(repeats)["tool_calls"][0]["id"] == "call_1call_1call_1"
     found = quirk_of(tools.delta_no_repeat, *stream_pair(named=repeats))
     assert found.quirk == "tools.delta-repeats-id-name" and "call_1call_1call_1" in found.detail
-    # an empty-string id on later fragments and a repeated type are harmless
+    assert set(found.quirks) == {"tools.delta-repeats-id-name", "tools.delta-continuation-extras"}
+    # an empty-string id on later fragments is harmless; a repeated type is its own (informational) quirk
     harmless = deltas()
-    harmless[1][0].update({"id": "", "type": "function"})
-    notes = run(tools.delta_no_repeat, *stream_pair(named=harmless))
-    assert [n.key for n in notes] == ["type-repeated"]
+    harmless[1][0].update({"id": ""})
+    assert run(tools.delta_no_repeat, *stream_pair(named=harmless)) == []
+    harmless[1][0].update({"type": "function"})
+    assert quirk_of(tools.delta_no_repeat, *stream_pair(named=harmless)).quirk == "tools.delta-continuation-extras"
+
+
+def test_single_stream_continuation_repeating_type_role_and_null_content():
+    """Issue 16 (OpenRouter): a continuation delta repeats `type`, role and `content: null`; one stream is enough."""
+    events = [chunk({"role": "assistant", "content": None, "tool_calls": deltas()[0]})]
+    events += [chunk({"role": "assistant", "content": None,
+                      "tool_calls": [{**d[0], "type": "function"}]}) for d in deltas()[1:]]
+    events.append(chunk({}, finish_reason="tool_calls"))
+    one = sse_exchange(events, req=req("tools.named-stream"), split=7)
+    found = quirk_of(tools.delta_no_repeat, one)
+    assert found.quirk == "tools.delta-continuation-extras"
+    assert "type" in found.detail and "role 'assistant'" in found.detail and "content: null" in found.detail
+    assert run(tools.delta_no_repeat, stream("tools.named-stream", deltas())) == []
 
 
 def test_delta_arguments_string():

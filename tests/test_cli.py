@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from oaicompat import __version__, cli
-from oaicompat import nightly, run
+from oaicompat import __version__, cli, nightly, run
 from oaicompat.config import load_providers
 from oaicompat.paths import PROVIDERS_FILE
 from oaicompat.report.cli import diff_parser, report_parser

@@ -18,11 +18,22 @@ import pytest
 
 from oaicompat.checks.base import CHECKS, PROBES, ProbeContext
 from oaicompat.checks.sdk import INSTALL_OWNER
-from oaicompat.session import LiveMemo
 from oaicompat.scrub import Scrubber
-from oaicompat.session import ProbeSession
-from tests.support.behaviours import (HTML_PAGE, KEY, KEY_ENV, Baseline, Behaviour, SuiteRun, conformant_baseline,
-                                      provider, provider_entry, reference, run_behaviour, text_stream)
+from oaicompat.session import LiveMemo, ProbeSession
+from tests.support.behaviours import (
+    HTML_PAGE,
+    KEY,
+    KEY_ENV,
+    Baseline,
+    Behaviour,
+    SuiteRun,
+    conformant_baseline,
+    provider,
+    provider_entry,
+    reference,
+    run_behaviour,
+    text_stream,
+)
 from tests.support.wire_server import Reply, Req, WireServer
 
 BOUND = 60.0                      # seconds any one test may take

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import replace
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import pytest
@@ -61,7 +61,7 @@ def parse_http(raw: bytes) -> tuple[int | None, tuple[tuple[str, str], ...], byt
     return status, headers, rest
 
 
-@lru_cache(maxsize=None)
+@cache
 def conformant(name: str, behaviour: str | None = None) -> tuple[Request, int | None, tuple[tuple[str, str], ...],
                                                                  bytes]:
     """The reference's reply to probe `name` (with an emulated quirk's behaviour on, if named)."""
@@ -197,7 +197,7 @@ def fuzzed_body(data: st.DataObject, body: bytes) -> bytes:
     return sse_bytes([e + b"\n\n" for e in events], data)
 
 
-@lru_cache(maxsize=None)
+@cache
 def changed_by(behaviour: str) -> tuple[str, ...]:
     """The probes whose reply the behaviour changes (so that a fuzz case starts from a deviating reply)."""
     return tuple(n for n in PROBE_NAMES if conformant(n, behaviour)[1:] != conformant(n)[1:]) or tuple(PROBE_NAMES)

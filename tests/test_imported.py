@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from oaicompat.checks.base import PROBES, CheckSpec, Probe, QuirkFound
+from oaicompat.checks.requires import Requires
 from oaicompat.config import Expectation, ProvidersConfig
 from oaicompat.exchange import Chunk, Exchange, Request
 from oaicompat.imported import cli as icli
@@ -435,22 +436,24 @@ def outcome(spec: CheckSpec, item: StoredInteraction, provider=None):
     return ev.evaluate(spec, item, provider, ev.probe_shape(spec, provider, provider.model))
 
 
+CHAT_CALL = {**CHAT_OK, "choices": [{"index": 0, "finish_reason": "tool_calls", "logprobs": None, "message": {
+    "role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function",
+                                                          "function": {"name": "f", "arguments": "{}"}}]}}]}
+TOOLS = [{"type": "function", "function": {"name": "f"}}]
+
+
 @pytest.mark.parametrize("probes_, req, status, why", [
-    (("chat.basic", "t.stream"), BASIC, 200, "compares 2 exchanges"),
-    (("t.stream",), BASIC, 200, "stream: probe True, recording False"),
-    (("chat.basic",), STREAM, 200, "stream: probe False, recording True"),
-    (("t.usage",), STREAM, 200, "include_usage: probe True, recording False"),
-    (("t.tools",), BASIC, 200, "tools: probe True, recording False"),
-    (("chat.basic",), {**BASIC, "tools": [{"type": "function", "function": {"name": "f"}}]}, 200, "tools"),
-    (("chat.basic",), {**BASIC, "tools": [{"type": "function", "function": {"name": "f"}}],
-                       "tool_choice": "required"}, 200, "tool_choice"),
-    (("chat.basic",), {**BASIC, "response_format": {"type": "json_object"}}, 200, "response_format"),
-    (("chat.basic",), {**BASIC, "messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "data:,"}}]}]}, 200, "images"),
-    (("chat.basic",), {**BASIC, "n": 2}, 200, "n: probe 1, recording 2"),
-    (("chat.basic",), {**BASIC, "logprobs": True}, 200, "logprobs"),
-    (("t.stop",), BASIC, 200, "stop: probe ['e'], recording None"),
-    (("chat.basic",), {**BASIC, "reasoning_effort": "high"}, 200, "sends reasoning_effort"),
+    (("chat.basic", "t.stream"), BASIC, 200, "declares no requires="),
+    (("t.stream",), BASIC, 200, "stream: needs True, the exchange has False"),
+    (("chat.basic",), STREAM, 200, "stream: needs False, the exchange has True"),
+    (("t.usage",), STREAM, 200, "include_usage: needs True, the exchange has False"),
+    (("t.tools",), BASIC, 200, "tools: needs True, the exchange has False"),
+    (("t.tools",), {**BASIC, "tools": TOOLS, "tool_choice": "required"}, 200,
+     "tool_choice: needs 'auto', the exchange has 'required'"),
+    (("chat.basic",), {**BASIC, "n": 2}, 200, "n: needs 1, the exchange has 2"),
+    (("chat.basic",), {**BASIC, "logprobs": True}, 200, "logprobs: needs False"),
+    (("t.stop",), BASIC, 200, 'stop: needs ["e"], the exchange sends null'),
+    (("chat.basic",), {**BASIC, "reasoning_effort": "high"}, 200, "also sends reasoning_effort"),
     (("chat.basic",), BASIC, 401, "credentials"),
     (("t.wrong-key",), BASIC, 200, "credentials"),
     (("chat.basic",), BASIC, 429, "transient HTTP 429"),
@@ -460,6 +463,29 @@ def test_a_check_never_runs_on_a_request_that_does_not_meet_its_preconditions(pr
     result = outcome(spec, _item(CHAT_OK, req, status=status))
     assert result.name == "not-applicable" and why in result.message
     assert calls == []
+
+
+def test_a_pair_check_never_runs_on_one_exchange_and_reply_features_count(probes):
+    def pair(a: Exchange, b: Exchange) -> None:
+        raise AssertionError("never called")
+    spec = CheckSpec(id="t.pair", area="t", rule="R-1", title="pair", probes=("chat.basic", "t.stream"), quirks=(),
+                     kind="protocol", needs=(), applies=None, framing=False, func=pair)
+    assert "compares 2 exchanges" in outcome(spec, _item(CHAT_OK, BASIC)).message
+    spy, calls = spy_check()
+    result = outcome(spy, _item(CHAT_CALL, {**BASIC, "tools": TOOLS}))
+    assert result.name == "not-applicable" and "tool_calls: needs False, the exchange has True" in result.message
+    assert outcome(spy, _item(CHAT_OK, {**BASIC, "tools": TOOLS})).name == "pass" and calls
+
+
+def test_declared_requires_are_the_authority(probes):
+    """A check that declares what it needs runs on any exchange that has it, whatever its probe sent."""
+    spec, calls = spy_check(("t.tools",), quirk="t.q")
+    spec = replace(spec, requires=Requires(stream=False, tool_calls=True, status="2xx"))
+    forced = {**BASIC, "tools": TOOLS, "tool_choice": "required", "reasoning_effort": "high", "n": 1}
+    assert outcome(spec, _item(CHAT_CALL, forced)).name == "unexpected-quirk" and calls
+    result = outcome(spec, _item(CHAT_OK, {**BASIC, "tools": TOOLS}))
+    assert result.name == "not-applicable" and "(its requires=)" in result.message
+    assert "tool_calls: needs True, the exchange has False" in result.message
 
 
 def test_matching_requests_run_and_outcomes_follow_providers_yaml(probes):
@@ -518,7 +544,8 @@ def test_records_are_third_party_with_provenance_and_aggregate_not_applicable(so
     assert e["license"] == "MIT" and e["imported_file"].endswith("c.yaml#0") and "provenance" in e
     assert all("timing" not in r for r in run.records)
     (done,) = [r for r in run.records if r["check"] == "stream.done"]
-    assert done["outcome"] == "not-applicable" and "none of the 2 imported recording(s)" in done["message"]
+    assert done["outcome"] == "not-applicable" and "not applicable to 2 of 2 imported exchange(s)" in done["message"]
+    assert sorted(done["lines"]) == [f"exchange groq/someone-project/c.yaml#{i}" for i in (0, 1)]
 
 
 def test_evidence_main_writes_a_valid_results_file(source_repo, tmp_path: Path, capsys):
@@ -622,6 +649,40 @@ def test_exchange_view_drops_stale_encoding_headers_and_distrusts_placeholders(s
     assert item.exchange.meta["untrusted_headers"] == ["content-encoding", "content-length", "x-region"]
     stored = yaml.safe_load(next(out.rglob("c.yaml")).read_text())["interactions"][0]["response"]["headers"]
     assert ["Content-Encoding", "gzip"] in stored          # the stored file keeps what the source holds
+
+
+def test_every_exchange_gets_a_decision_from_every_check(source_repo, tmp_path: Path):
+    """Issue 16: no silent drop. Each (exchange, check) pair is in a record of its own or named in the lines
+    of a grouped "not-applicable" / "unsupported" record."""
+    tools_req = {**BASIC, "stream": True, "tools": TOOLS, "tool_choice": "required"}
+    stream_body = ('data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,'
+                   '"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_1","type":'
+                   '"function","function":{"name":"f","arguments":"{}"}}]},"finish_reason":null}]}\n\n'
+                   'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,'
+                   '"delta":{},"finish_reason":"tool_calls"}]}\n\ndata: [DONE]\n\n')
+    p = source_repo.add("c.yaml", vcrpy_doc(
+        vcrpy_interaction(BASIC, CHAT_OK),
+        vcrpy_interaction(tools_req, stream_body, resp_headers={"Content-Type": ["text/event-stream"]}),
+        vcrpy_interaction(BASIC, {"code": 400, "message": "bad"}, status=400)))
+    sha = source_repo.commit()
+    out = tmp_path / "out"
+    assert run_import([p], sha, out) == 0
+    run = ev.run_evidence(None, out)
+    every = {f"groq/someone-project/c.yaml#{i}" for i in range(3)}
+    covered: dict[str, set[str]] = {}
+    for r in run.records:
+        got = covered.setdefault(r["check"], set())
+        got.update("/".join(e["imported_file"].split("/")[-3:]) for e in r["evidence"] if e.get("imported_file"))
+        got.update("/".join(line.removeprefix("exchange ").split("/")[-3:]) for line in r["lines"]
+                   if line.startswith("exchange "))
+    assert set(covered) == set(ev._registered_checks())
+    assert all(got >= every for got in covered.values()), {c: every - g for c, g in covered.items() if not g >= every}
+    judged = {r["check"] for r in run.records if r["outcome"] not in ("not-applicable", "unsupported")
+              and any(e.get("imported_file", "").endswith("#1") for e in r["evidence"])}
+    # the streamed tool-call exchange is judged by the single-exchange forms of the tool-call rules
+    assert {"tools.delta-index", "tools.finish-reason", "tools.delta-first-complete"} <= judged
+    flat = [r for r in run.records if r["check"] == "errors.envelope" and r["outcome"] == "unexpected-quirk"]
+    assert flat and flat[0]["quirks"] == ["errors.non-openai-shape"]
 
 
 # -- recorder profiles as data (fixtures/imported/recorders.yaml) --------------------------------------------------

@@ -127,3 +127,17 @@ def test_judge_passes_the_exchange_path_to_decide():
     out = judge(SPEC, Target(p, "m"), [ex]).outcome
     assert ex.request.path == "/chat/completions"
     assert out.name == "expected-quirk", out.message
+
+
+def test_several_quirks_are_unexpected_unless_every_one_is_declared():
+    from oaicompat.checks import errors
+    from oaicompat.checks.base import QuirksFound
+    spec = spec_of(errors.error_envelope)
+    found = QuirksFound([QuirkFound("errors.string-error", "a"), QuirkFound("errors.non-openai-shape", "b")])
+    one = provider({"errors.string-error": {"reason": "r", "source": "s"}})
+    out = decide(spec, found, one, "m")
+    assert out.name == "unexpected-quirk" and out.quirks == ("errors.string-error", "errors.non-openai-shape")
+    assert "not declared for p: errors.non-openai-shape;" in out.message
+    both = provider({"errors.string-error": {"reason": "r", "source": "s"},
+                     "errors.non-openai-shape": {"reason": "r2", "source": "s"}})
+    assert decide(spec, found, both, "m").name == "expected-quirk"

@@ -130,6 +130,7 @@ def test_unknown_model_is_one_usage_error(suite, wire_server):
 def test_the_real_suites_with_a_missing_providers_file(tmp_path):
     import subprocess
     import sys
+
     from oaicompat.paths import PROJECT_ROOT
     proc = subprocess.run([sys.executable, "-m", "pytest", "suites", "-q", "-p", "no:cacheprovider",
                            f"--providers-file={tmp_path / 'missing.yaml'}", f"--results={tmp_path / 'r.json'}"],

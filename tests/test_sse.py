@@ -27,8 +27,8 @@ from oaicompat.sse import (
     OBS_UNTERMINATED_EVENT,
     SSEEvent,
     SSEObservation,
-    SSEParseResult,
     SSEParser,
+    SSEParseResult,
     parse_sse,
 )
 

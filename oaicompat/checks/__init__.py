@@ -8,9 +8,9 @@ they are what the areas share (checks/base.py, checks/common.py, the stream and 
 import importlib
 import pkgutil
 
-READERS = frozenset({"base", "common", "streamview", "tool_calls"})
+READERS = frozenset({"base", "common", "requires", "streamview", "tool_calls"})
 AREAS = ("chat", "image", "context", "endpoints", "errors", "json_output", "models", "params", "reasoning",
-         "stream", "sdk", "tools_probes", "tools")
+         "stream", "sdk", "tools_probes", "tools", "limits")
 
 for _module in (*AREAS, *sorted(m.name for m in pkgutil.iter_modules(__path__))):
     if _module not in READERS and not _module.startswith("_"):

@@ -16,6 +16,7 @@ readers and owner ids that several areas share are in checks/common.py.
 
 from __future__ import annotations
 
+import inspect
 import json
 import reprlib
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ import jsonschema
 from ..config import Provider
 from ..exchange import Exchange, Request
 from ..transport import RequestSpec
+from .requires import Requires
 
 Kind = Literal["protocol", "capability", "info"]
 
@@ -46,6 +48,34 @@ class QuirkFound(Finding):
         self.detail = detail
         self.exchange = exchange
         self.lines = tuple(lines)
+
+
+class QuirksFound(QuirkFound):
+    """Several catalogued deviations seen at once: none hides another (`quirk` is the first)."""
+
+    def __init__(self, found: Sequence[QuirkFound]) -> None:
+        if not found:
+            raise ValueError("QuirksFound needs at least one QuirkFound; pass when nothing was found")
+        first = found[0]
+        super().__init__(first.quirk, "; ".join(f"[{f.quirk}] {f.detail}" for f in found), first.exchange,
+                         tuple(line for f in found for line in f.lines))
+        self.found = tuple(found)
+
+    @property
+    def quirks(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(f.quirk for f in self.found))
+
+
+def raise_all(found: Sequence[QuirkFound]) -> None:
+    """Raise every quirk a check collected (one QuirkFound as itself, several as QuirksFound); else return."""
+    if len(found) == 1:
+        raise found[0]
+    if found:
+        raise QuirksFound(found)
+
+
+def quirks_of(found: QuirkFound) -> tuple[str, ...]:
+    return found.quirks if isinstance(found, QuirksFound) else (found.quirk,)
 
 
 class Violation(Finding):
@@ -138,18 +168,40 @@ class CheckSpec:
     framing: bool                                # needs the raw chunk boundaries / exact bytes
     func: Callable[..., CheckResult] = field(repr=False)
     module: str = ""
+    requires: Requires | None = None             # what an exchange must carry (None: derived from the probe)
+    observes: bool = False                       # observes any reply: runs whatever `supports:` declares
 
     def run(self, *exchanges: Exchange) -> list[Observation]:
         """Call the check; a quirk it does not declare is a harness bug, not a vendor finding."""
         try:
             result = self.func(*exchanges)
         except QuirkFound as found:
-            if found.quirk not in self.quirks:
+            undeclared = [q for q in quirks_of(found) if q not in self.quirks]
+            if undeclared:
                 raise RuntimeError(
-                    f"check {self.id} raised {found.quirk!r}, which it does not declare in quirks="
+                    f"check {self.id} raised {', '.join(map(repr, undeclared))}, which it does not declare in quirks="
                 ) from found
             raise
         return list(result or [])
+
+    @property
+    def skip_when_unsupported(self) -> bool:
+        """True when a provider that declares a `needs` feature unsupported gets "unsupported" without a run.
+        An observation check (`observes=True`) needs no special request, so it runs on every provider: a
+        server that sends reasoning unasked shows it even where providers.yaml says `reasoning: false`."""
+        return bool(self.needs) and not self.observes
+
+    @property
+    def accepts_one(self) -> bool:
+        """The check can judge a single exchange: it has one probe, or it takes any number (*exchanges)."""
+        if len(self.probes) == 1:
+            return True
+        try:
+            params = inspect.signature(self.func).parameters.values()
+        except (TypeError, ValueError):
+            return False
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        return not positional and any(p.kind == p.VAR_POSITIONAL for p in params)
 
     def applicable_to(self, exchange: Exchange) -> bool:
         if self.framing and exchange.framing != "raw":
@@ -170,6 +222,8 @@ def check(
     needs: Sequence[str] = (),
     applies: Callable[[Request], bool] | None = None,
     framing: bool = False,
+    requires: Requires | None = None,
+    observes: bool = False,
 ) -> Callable[[Callable[..., CheckResult]], Callable[..., CheckResult]]:
     def register(fn: Callable[..., CheckResult]) -> Callable[..., CheckResult]:
         if id in CHECKS:
@@ -178,7 +232,8 @@ def check(
         spec = CheckSpec(
             id=id, area=id.split(".")[0], rule=rule, title=doc[0] if doc else id,
             probes=tuple(probes), quirks=tuple(quirks), kind=kind, needs=tuple(needs),
-            applies=applies, framing=framing, func=fn, module=fn.__module__,
+            applies=applies, framing=framing, func=fn, module=fn.__module__, requires=requires,
+            observes=observes,
         )
         CHECKS[id] = spec
         fn.spec = spec  # type: ignore[attr-defined]

@@ -11,9 +11,11 @@ from typing import Any
 
 from ..exchange import Exchange
 from ..transport import RequestSpec
-from .base import (is_int, Blocked, Observation, ProbeContext, QuirkFound, check, compact, evidence, first_choice,
+from .base import (is_int, raise_all, Blocked, Observation, ProbeContext, QuirkFound, check, compact, evidence, first_choice,
                    probe, request_line, require_success, status_line)
-from .common import CHAT_STATUS, FINISH_REASONS, guard_basic, json_body, reply_body, require_accepted
+from .common import (CHAT_STATUS, FINISH_REASONS, guard_basic, json_body, reply_body, require_accepted,
+                     usage_quirks)
+from .requires import OK, OK_NO_LOGPROBS, OK_NO_TOOLS, OK_ONE, OK_TEXT
 
 
 @probe("chat.basic")
@@ -36,7 +38,7 @@ def status_is_success(ex: Exchange) -> None:
         raise QuirkFound("chat.basic-rejected", f"a minimal valid request got {ex.summary()}", ex, evidence(ex))
 
 
-@check("chat.content-type", rule="RESP-1", probes=["chat.basic"], quirks=["chat.content-type-not-json"])
+@check("chat.content-type", rule="RESP-1", probes=["chat.basic"], quirks=["chat.content-type-not-json"], requires=OK)
 def content_type_is_json(ex: Exchange) -> None:
     """The response media type is application/json (or another type ending in json)."""
     _body(ex)
@@ -45,7 +47,7 @@ def content_type_is_json(ex: Exchange) -> None:
                          ex, evidence(ex, status_line(ex)))
 
 
-@check("chat.object", rule="RESP-2", probes=["chat.basic"], quirks=["chat.object-wrong"])
+@check("chat.object", rule="RESP-2", probes=["chat.basic"], quirks=["chat.object-wrong"], requires=OK)
 def object_is_chat_completion(ex: Exchange) -> None:
     """`object` is exactly "chat.completion"."""
     body = _body(ex)
@@ -54,7 +56,7 @@ def object_is_chat_completion(ex: Exchange) -> None:
                          evidence(ex, f"< \"object\": {compact(body.get('object'))}"))
 
 
-@check("chat.id", rule="RESP-2", probes=["chat.basic"], quirks=["chat.id-missing"])
+@check("chat.id", rule="RESP-2", probes=["chat.basic"], quirks=["chat.id-missing"], requires=OK)
 def id_is_nonempty_string(ex: Exchange) -> None:
     """`id` is a non-empty string."""
     body = _body(ex)
@@ -63,7 +65,7 @@ def id_is_nonempty_string(ex: Exchange) -> None:
         raise QuirkFound("chat.id-missing", f"id is {value!r}", ex, evidence(ex, f"< \"id\": {compact(value)}"))
 
 
-@check("chat.created", rule="RESP-2", probes=["chat.basic"], quirks=["chat.created-not-unix-seconds"])
+@check("chat.created", rule="RESP-2", probes=["chat.basic"], quirks=["chat.created-not-unix-seconds"], requires=OK)
 def created_is_unix_seconds(ex: Exchange) -> None:
     """`created` is an integer count of seconds since the epoch (not milliseconds, not a float)."""
     body = _body(ex)
@@ -74,7 +76,7 @@ def created_is_unix_seconds(ex: Exchange) -> None:
                          evidence(ex, f"< \"created\": {compact(value)}"))
 
 
-@check("chat.model", rule="RESP-2", probes=["chat.basic"], quirks=["chat.model-missing"])
+@check("chat.model", rule="RESP-2", probes=["chat.basic"], quirks=["chat.model-missing"], requires=OK)
 def model_is_string(ex: Exchange) -> None:
     """`model` is a non-empty string."""
     body = _body(ex)
@@ -83,7 +85,7 @@ def model_is_string(ex: Exchange) -> None:
         raise QuirkFound("chat.model-missing", f"model is {value!r}", ex, evidence(ex, f"< \"model\": {compact(value)}"))
 
 
-@check("chat.choices", rule="RESP-CHOICE-2", probes=["chat.basic"], quirks=["chat.choices-not-one"])
+@check("chat.choices", rule="RESP-CHOICE-2", probes=["chat.basic"], quirks=["chat.choices-not-one"], requires=OK_ONE)
 def one_choice_with_index_zero(ex: Exchange) -> None:
     """Without `n`, `choices` has exactly one entry and its index is 0."""
     body = _body(ex)
@@ -95,7 +97,7 @@ def one_choice_with_index_zero(ex: Exchange) -> None:
 
 
 @check("chat.choice-logprobs-key", rule="RESP-CHOICE-1", probes=["chat.basic"],
-       quirks=["chat.choice-logprobs-key-missing"])
+       quirks=["chat.choice-logprobs-key-missing"], requires=OK)
 def choice_has_logprobs_key(ex: Exchange) -> None:
     """Every choice carries the key `logprobs` (null when not requested): it is required by the spec."""
     body = _body(ex)
@@ -105,7 +107,7 @@ def choice_has_logprobs_key(ex: Exchange) -> None:
                          evidence(ex, f"< choices[0] keys: {sorted(choice)}"))
 
 
-@check("chat.role", rule="RESP-MSG-1", probes=["chat.basic"], quirks=["chat.role-not-assistant"])
+@check("chat.role", rule="RESP-MSG-1", probes=["chat.basic"], quirks=["chat.role-not-assistant"], requires=OK)
 def message_role_is_assistant(ex: Exchange) -> None:
     """`choices[0].message.role` is "assistant"."""
     message = first_choice(_body(ex), CHAT_STATUS, ex).get("message")
@@ -115,7 +117,7 @@ def message_role_is_assistant(ex: Exchange) -> None:
                          evidence(ex, f"< \"message\": {compact(message)}"))
 
 
-@check("chat.refusal-key", rule="RESP-MSG-1", probes=["chat.basic"], quirks=["chat.refusal-key-missing"])
+@check("chat.refusal-key", rule="RESP-MSG-1", probes=["chat.basic"], quirks=["chat.refusal-key-missing"], requires=OK)
 def message_has_refusal_key(ex: Exchange) -> None:
     """The message carries the key `refusal` (null when the model did not refuse): the spec requires it."""
     message = first_choice(_body(ex), CHAT_STATUS, ex).get("message")
@@ -124,7 +126,7 @@ def message_has_refusal_key(ex: Exchange) -> None:
                          evidence(ex, f"< message keys: {sorted(message)}"))
 
 
-@check("chat.content", rule="RESP-MSG-1", probes=["chat.basic"], quirks=["chat.content-not-string"])
+@check("chat.content", rule="RESP-MSG-1", probes=["chat.basic"], quirks=["chat.content-not-string"], requires=OK_TEXT)
 def message_content_is_string(ex: Exchange) -> None:
     """Without tools, `message.content` is a string."""
     message = first_choice(_body(ex), CHAT_STATUS, ex).get("message")
@@ -134,7 +136,7 @@ def message_content_is_string(ex: Exchange) -> None:
                          evidence(ex, f"< \"content\": {compact(content)}"))
 
 
-@check("chat.finish-reason", rule="RESP-CHOICE-3", probes=["chat.basic"], quirks=["chat.finish-reason-invalid"])
+@check("chat.finish-reason", rule="RESP-CHOICE-3", probes=["chat.basic"], quirks=["chat.finish-reason-invalid"], requires=OK)
 def finish_reason_in_enum(ex: Exchange) -> None:
     """`finish_reason` is one of stop, length, tool_calls, content_filter, function_call (never null)."""
     choice = first_choice(_body(ex), CHAT_STATUS, ex)
@@ -144,7 +146,7 @@ def finish_reason_in_enum(ex: Exchange) -> None:
                          evidence(ex, f"< \"finish_reason\": {compact(reason)}"))
 
 
-@check("chat.usage", rule="RESP-3", probes=["chat.basic"], quirks=["chat.usage-missing"])
+@check("chat.usage", rule="RESP-3", probes=["chat.basic"], quirks=["chat.usage-missing"], requires=OK)
 def usage_present(ex: Exchange) -> None:
     """A non-streamed reply carries `usage`."""
     body = _body(ex)
@@ -153,7 +155,7 @@ def usage_present(ex: Exchange) -> None:
                          evidence(ex, f"< top-level keys: {sorted(body)}"))
 
 
-@check("chat.usage-arithmetic", rule="RESP-3", probes=["chat.basic"], quirks=["chat.usage-inconsistent"])
+@check("chat.usage-arithmetic", rule="RESP-3", probes=["chat.basic"], quirks=["chat.usage-inconsistent"], requires=OK)
 def usage_integers_add_up(ex: Exchange) -> None:
     """`usage` holds integer prompt/completion/total tokens with total = prompt + completion."""
     usage = _body(ex).get("usage")
@@ -185,7 +187,7 @@ def _message(ex: Exchange) -> dict:
     return message
 
 
-@check("chat.body-json", rule="RESP-1", probes=["chat.basic"], quirks=["chat.body-not-json"])
+@check("chat.body-json", rule="RESP-1", probes=["chat.basic"], quirks=["chat.body-not-json"], requires=OK)
 def body_is_json_object(ex: Exchange) -> None:
     """A 200 reply's body parses as a JSON object (not HTML, plain text, a truncated or a bare JSON value)."""
     if ex.status is None or not 200 <= ex.status < 300:
@@ -199,7 +201,7 @@ def body_is_json_object(ex: Exchange) -> None:
         raise QuirkFound("chat.body-not-json", f"HTTP {ex.status} body is {what}", ex, evidence(ex))
 
 
-@check("chat.usage-details", rule="RESP-4", probes=["chat.basic"], quirks=["chat.usage-details-malformed"])
+@check("chat.usage-details", rule="RESP-4", probes=["chat.basic"], quirks=["chat.usage-details-malformed"], requires=OK)
 def usage_details_are_counts(ex: Exchange) -> None:
     """`usage.*_tokens_details`, when present, are objects of non-negative integer counts that fit the totals."""
     usage = _body(ex).get("usage")
@@ -229,7 +231,7 @@ def usage_details_are_counts(ex: Exchange) -> None:
 
 
 @check("chat.system-fingerprint", rule="RESP-5", probes=["chat.basic"],
-       quirks=["chat.system-fingerprint-not-string"])
+       quirks=["chat.system-fingerprint-not-string"], requires=OK)
 def system_fingerprint_is_string_or_null(ex: Exchange) -> None:
     """`system_fingerprint`, when present, is a string or null."""
     body = _body(ex)
@@ -240,7 +242,7 @@ def system_fingerprint_is_string_or_null(ex: Exchange) -> None:
                          evidence(ex, f"< \"system_fingerprint\": {compact(body['system_fingerprint'])}"))
 
 
-@check("chat.service-tier", rule="RESP-5", probes=["chat.basic"], quirks=["chat.service-tier-invalid"])
+@check("chat.service-tier", rule="RESP-5", probes=["chat.basic"], quirks=["chat.service-tier-invalid"], requires=OK)
 def service_tier_in_enum(ex: Exchange) -> None:
     """`service_tier`, when present, is null or one of auto, default, flex, scale, priority, fast."""
     body = _body(ex)
@@ -250,7 +252,30 @@ def service_tier_in_enum(ex: Exchange) -> None:
                          evidence(ex, f"< \"service_tier\": {compact(body['service_tier'])}"))
 
 
-@check("chat.tool-calls-absent", rule="RESP-MSG-2", probes=["chat.basic"], quirks=["chat.tool-calls-empty-array"])
+@check("chat.usage-extensions", rule="RESP-4", probes=["chat.basic"],
+       quirks=["chat.usage-extra-keys", "chat.usage-details-incomplete"], requires=OK)
+def usage_has_openai_keys_only(ex: Exchange) -> None:
+    """`usage` carries only OpenAI's keys, and any `*_tokens_details` object carries all of OpenAI's keys."""
+    body = _body(ex)
+    usage = body.get("usage")
+    if not isinstance(usage, dict):
+        raise Blocked(f"usage is {compact(usage)}", "chat.usage", ex)
+    raise_all(usage_quirks(usage, "chat.usage-extra-keys", "chat.usage-details-incomplete", ex,
+                           evidence(ex, f"< \"usage\": {compact(usage)}")))
+
+
+@check("chat.openai-fields", rule="RESP-5", probes=["chat.basic"],
+       quirks=["chat.system-fingerprint-absent", "chat.service-tier-absent"], requires=OK)
+def openai_optional_fields_present(ex: Exchange) -> None:
+    """The reply carries `system_fingerprint` and `service_tier`, as OpenAI's does (absence breaks no rule)."""
+    body = _body(ex)
+    found = [QuirkFound(quirk, f"the reply has no `{key}` key", ex, evidence(ex, f"< top-level keys: {sorted(body)}"))
+             for key, quirk in (("system_fingerprint", "chat.system-fingerprint-absent"),
+                                ("service_tier", "chat.service-tier-absent")) if key not in body]
+    raise_all(found)
+
+
+@check("chat.tool-calls-absent", rule="RESP-MSG-2", probes=["chat.basic"], quirks=["chat.tool-calls-empty-array"], requires=OK_NO_TOOLS)
 def no_tool_calls_without_tools(ex: Exchange) -> None:
     """Without tools, the message carries no `tool_calls` (omitted or null, not an empty array)."""
     message = _message(ex)
@@ -260,7 +285,7 @@ def no_tool_calls_without_tools(ex: Exchange) -> None:
                          evidence(ex, f"< \"message\": {compact(message)}"))
 
 
-@check("chat.logprobs-null", rule="RESP-LOGPROB-2", probes=["chat.basic"], quirks=["chat.logprobs-unrequested"])
+@check("chat.logprobs-null", rule="RESP-LOGPROB-2", probes=["chat.basic"], quirks=["chat.logprobs-unrequested"], requires=OK_NO_LOGPROBS)
 def logprobs_null_when_not_requested(ex: Exchange) -> None:
     """Without `logprobs: true`, `choices[0].logprobs` is null."""
     choice = first_choice(_body(ex), CHAT_STATUS, ex)
@@ -278,7 +303,7 @@ def resolved_form(requested: str, returned: str) -> bool:
             or returned.endswith("/" + requested) or requested.endswith("/" + returned))
 
 
-@check("chat.model-echo", rule="MODELS-4", probes=["chat.basic"], quirks=["chat.model-not-echoed"])
+@check("chat.model-echo", rule="MODELS-4", probes=["chat.basic"], quirks=["chat.model-not-echoed"], requires=OK)
 def model_names_requested_model(ex: Exchange) -> None:
     """The reply's `model` is the requested id or a resolved (dated, owner-prefixed) form of it."""
     body = _body(ex)
@@ -290,7 +315,7 @@ def model_names_requested_model(ex: Exchange) -> None:
                          evidence(ex, f"> \"model\": {compact(requested)}", f"< \"model\": {compact(returned)}"))
 
 
-@check("chat.extension-fields", rule="DEV-7", probes=["chat.basic"], kind="info")
+@check("chat.extension-fields", rule="DEV-7", probes=["chat.basic"], kind="info", requires=OK, observes=True)
 def extension_fields(ex: Exchange) -> list[Observation]:
     """Non-standard keys in the reply (top level, choice, message, usage), recorded as observations."""
     body = reply_body(ex)

@@ -128,3 +128,45 @@ def guard_basic(basic: Exchange) -> None:
     repeat that failure."""
     if basic.status != 200:
         raise Blocked(f"the plain request chat.basic got {basic.summary()}", CHAT_STATUS, basic)
+
+
+# -- usage objects (non-streamed and streamed) -----------------------------------------------------------
+
+USAGE_KEYS = frozenset({"prompt_tokens", "completion_tokens", "total_tokens", "prompt_tokens_details",
+                        "completion_tokens_details"})
+USAGE_DETAIL_KEYS: dict[str, frozenset[str]] = {
+    "prompt_tokens_details": frozenset({"cached_tokens", "audio_tokens"}),
+    "completion_tokens_details": frozenset({"reasoning_tokens", "audio_tokens", "accepted_prediction_tokens",
+                                            "rejected_prediction_tokens"}),
+}
+
+
+def usage_extra_keys(usage: dict[str, Any]) -> list[str]:
+    """Keys of a usage object that OpenAI does not send (OpenRouter's cost, is_byok, cost_details…)."""
+    return sorted(k for k in usage if k not in USAGE_KEYS)
+
+
+def usage_details_missing(usage: dict[str, Any]) -> list[str]:
+    """`*_tokens_details` objects that are present but lack keys OpenAI always sends in them."""
+    out = []
+    for name, keys in USAGE_DETAIL_KEYS.items():
+        details = usage.get(name)
+        if isinstance(details, dict):
+            missing = sorted(keys - set(details))
+            if missing:
+                out.append(f"{name} lacks {', '.join(missing)}")
+    return out
+
+
+def usage_quirks(usage: dict[str, Any], extra_quirk: str, details_quirk: str, ex: Exchange,
+                 lines: list[str]) -> list[QuirkFound]:
+    """A QuirkFound for extra usage keys and one for incomplete token details (either, both or none)."""
+    found = []
+    extra = usage_extra_keys(usage)
+    if extra:
+        shown = ", ".join(f"{k}={clip(compact(usage[k]), 60)}" for k in extra)
+        found.append(QuirkFound(extra_quirk, f"usage carries keys OpenAI does not send: {shown}", ex, lines))
+    details = usage_details_missing(usage)
+    if details:
+        found.append(QuirkFound(details_quirk, "; ".join(details), ex, lines))
+    return found

@@ -16,8 +16,9 @@ from typing import Any, Sequence
 from ..exchange import Exchange
 from ..transport import RequestSpec
 from .base import (Blocked, Observation, ProbeContext, QuirkFound, body_line, check, clip, compact, evidence,
-                   probe, request_line, status_line)
+                   probe, raise_all, request_line, status_line)
 from .common import error_message, guard_basic, json_body
+from .requires import ANY_OK, ANY_REPLY, REJECTED
 
 UNKNOWN_MODEL = "oaicompat-no-such-model"
 INVALID_ROLE = "oaicompat-invalid-role"
@@ -105,6 +106,14 @@ def _is_2xx(ex: Exchange) -> bool:
 
 def _is_error(ex: Exchange) -> bool:
     return ex.status is not None and ex.status >= 300
+
+
+def _named(exs: Sequence[Exchange]) -> list[tuple[str, Exchange]]:
+    """(probe name, exchange) for the suite's own error probes; one exchange from elsewhere is named by its
+    request line."""
+    if len(exs) == len(ERROR_PROBES):
+        return list(zip(ERROR_PROBES, exs))
+    return [(f"{e.request.method} {e.request.path}", e) for e in exs]
 
 
 def _lines(pairs: Sequence[tuple[str, Exchange]], limit: int = 4) -> list[str]:
@@ -300,26 +309,27 @@ ENVELOPE_SEVERITY = ("errors.non-json-body", "errors.array-envelope", "errors.st
                      "errors.non-openai-shape", "errors.envelope-incomplete")
 
 
-@check("errors.envelope", rule="ERR-1", probes=list(ERROR_PROBES), quirks=list(ENVELOPE_SEVERITY))
+@check("errors.envelope", rule="ERR-1", probes=list(ERROR_PROBES), quirks=list(ENVELOPE_SEVERITY), requires=REJECTED)
 def error_envelope(*exs: Exchange) -> None:
     """Every error reply's body is `{"error": {"message", "type", "param", "code"}}`."""
-    errors = [(n, e) for n, e in zip(ERROR_PROBES, exs) if _is_error(e)]
+    errors = [(n, e) for n, e in _named(exs) if _is_error(e)]
     if not errors:
         raise Blocked("no probe was answered with an error status", "errors.malformed-json", exs[0] if exs else None)
     found = [(n, e, p) for n, e in errors if (p := envelope_problem(e)) is not None]
-    if not found:
-        return
-    worst = min(found, key=lambda f: ENVELOPE_SEVERITY.index(f[2][0]))
-    quirk = worst[2][0]
-    detail = "; ".join(f"{n} (HTTP {e.status}): {p[1]}" for n, e, p in found)
-    raise QuirkFound(quirk, f"{len(found)} of {len(errors)} error replies break the envelope: {detail}",
-                     worst[1], _lines([(worst[0], worst[1])] + [(n, e) for n, e, _ in found if e is not worst[1]]))
+    # every distinct shape is its own quirk, most severe first: a string `error` must not hide a flat one
+    by_quirk: dict[str, list[tuple[str, Exchange, tuple[str, str]]]] = {}
+    for f in sorted(found, key=lambda f: ENVELOPE_SEVERITY.index(f[2][0])):
+        by_quirk.setdefault(f[2][0], []).append(f)
+    raise_all([QuirkFound(quirk, f"{len(group)} of {len(errors)} error replies: "
+                                 + "; ".join(f"{n} (HTTP {e.status}): {p[1]}" for n, e, p in group),
+                          group[0][1], _lines([(n, e) for n, e, _ in group]))
+               for quirk, group in by_quirk.items()])
 
 
-@check("errors.code-type", rule="ERR-1", probes=list(ERROR_PROBES), quirks=["errors.code-type-mismatch"])
+@check("errors.code-type", rule="ERR-1", probes=list(ERROR_PROBES), quirks=["errors.code-type-mismatch"], requires=REJECTED)
 def error_code_is_string(*exs: Exchange) -> None:
     """`error.code` is a string or null (not the HTTP status as a number)."""
-    objs = [(n, e, o) for n, e in zip(ERROR_PROBES, exs) if _is_error(e) and (o := error_object(e)) is not None]
+    objs = [(n, e, o) for n, e in _named(exs) if _is_error(e) and (o := error_object(e)) is not None]
     if not objs:
         raise Blocked("no error reply carries an error object", ENVELOPE_OWNER, exs[0] if exs else None)
     bad = [(n, e, o) for n, e, o in objs if "code" in o and not (o["code"] is None or isinstance(o["code"], str))]
@@ -329,10 +339,10 @@ def error_code_is_string(*exs: Exchange) -> None:
                          _lines([(n, e) for n, e, _ in bad]))
 
 
-@check("errors.error-content-type", rule="ERR-2", probes=list(ERROR_PROBES), quirks=["errors.content-type-not-json"])
+@check("errors.error-content-type", rule="ERR-2", probes=list(ERROR_PROBES), quirks=["errors.content-type-not-json"], requires=REJECTED)
 def error_content_type_is_json(*exs: Exchange) -> None:
     """Error replies with a body are sent as application/json (a media type ending in json)."""
-    errors = [(n, e) for n, e in zip(ERROR_PROBES, exs) if _is_error(e) and e.body]
+    errors = [(n, e) for n, e in _named(exs) if _is_error(e) and e.body]
     if not errors:
         raise Blocked("no probe was answered with an error body", ENVELOPE_OWNER, exs[0] if exs else None)
     bad = [(n, e) for n, e in errors if not e.content_type.endswith("json")]
@@ -342,11 +352,11 @@ def error_content_type_is_json(*exs: Exchange) -> None:
                          [line for n, e in bad[:4] for line in (f"[{n}]", request_line(e), status_line(e))])
 
 
-@check("errors.replies", rule="ERR-3", probes=list(ERROR_PROBES), kind="info")
+@check("errors.replies", rule="ERR-3", probes=list(ERROR_PROBES), kind="info", requires=REJECTED)
 def error_replies(*exs: Exchange) -> list[Observation]:
     """What each error probe got back: status, media type, error type, code and param."""
     out = []
-    for name, ex in zip(ERROR_PROBES, exs):
+    for name, ex in _named(exs):
         err = error_object(ex) or {}
         out.append(Observation(name, {
             "status": ex.status, "content_type": ex.header("content-type"),
@@ -383,7 +393,7 @@ _UINT = re.compile(r"^[0-9]+$")
 
 
 @check("errors.request-id", rule="HDR-1", probes=["chat.basic", "errors.wrong-key", "errors.unknown-model"],
-       kind="info")
+       kind="info", requires=ANY_REPLY)
 def request_id_headers(*exs: Exchange) -> list[Observation]:
     """Request-id headers on a success and on error replies (x-request-id and vendor variants)."""
     out = []
@@ -393,14 +403,14 @@ def request_id_headers(*exs: Exchange) -> list[Observation]:
     return out
 
 
-@check("errors.rate-limit-headers", rule="HDR-2", probes=["chat.basic"], kind="info")
+@check("errors.rate-limit-headers", rule="HDR-2", probes=["chat.basic"], kind="info", requires=ANY_OK)
 def rate_limit_headers(ex: Exchange) -> list[Observation]:
     """Rate-limit headers on a successful reply (x-ratelimit-* and vendor variants)."""
     found = {k.lower(): clip(v, 120) for k, v in ex.headers if _RATE_HEADER.search(k)}
     return [Observation("rate-limit-headers", found or None)]
 
 
-@check("errors.rate-limit-values", rule="HDR-3", probes=["chat.basic"], quirks=["errors.rate-limit-headers-malformed"])
+@check("errors.rate-limit-values", rule="HDR-3", probes=["chat.basic"], quirks=["errors.rate-limit-headers-malformed"], requires=ANY_OK)
 def rate_limit_values(ex: Exchange) -> list[Observation]:
     """x-ratelimit-* headers, when sent, hold non-negative integers (remaining ≤ limit) and durations."""
     if ex.status is None:

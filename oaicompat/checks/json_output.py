@@ -18,6 +18,7 @@ from ..transport import RequestSpec
 from .base import (error_shape, schema_error, is_int, parse_json, Blocked, Observation, ProbeContext, QuirkFound, check, clip, compact, evidence, first_choice,
                    probe, require_success)
 from .common import require_200_object
+from .requires import OK_JSON_OBJECT
 
 PROBE_SCHEMAS = SCHEMAS / "probes"
 SUBJECT = ("response_format", "max_tokens", "max_completion_tokens", "messages", "tools", "stream")
@@ -203,7 +204,7 @@ def object_accepted(ex: Exchange) -> None:
 
 
 @check("json.object-valid", rule="RF-2", probes=["json.object"], quirks=["json.object-ignored", "json.object-blank-output"],
-       needs=("json_object",), applies=_wants("json_object"))
+       needs=("json_object",), applies=_wants("json_object"), requires=OK_JSON_OBJECT)
 def object_valid(ex: Exchange) -> list[Observation]:
     """With json_object, `message.content` parses as a JSON object."""
     r = reply(ex, OBJECT_ACCEPTED)

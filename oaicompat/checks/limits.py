@@ -12,6 +12,7 @@ from __future__ import annotations
 from ..exchange import Exchange
 from ..transport import MAX_BODY_BYTES, MAX_KEPT_CHUNKS
 from .base import QuirkFound, check, clip, evidence
+from .requires import ANY_REPLY
 
 PROBES = ["chat.basic", "stream.basic"]
 DEADLINE_KIND = "timeout"   # the request's total deadline; a read-timeout (a stall) is the stream checks' finding
@@ -26,7 +27,7 @@ def _label(ex: Exchange) -> str:
     return "the streamed request" if ex.request.stream else "the plain request"
 
 
-@check("transport.size", rule="LIMIT-1", probes=PROBES, quirks=["transport.too-large"])
+@check("transport.size", rule="LIMIT-1", probes=PROBES, quirks=["transport.too-large"], requires=ANY_REPLY)
 def reply_fits_the_size_limit(*exchanges: Exchange) -> None:
     """A reply's body stays under the harness's size limit (the transport stops reading past it)."""
     for ex in exchanges:
@@ -37,7 +38,7 @@ def reply_fits_the_size_limit(*exchanges: Exchange) -> None:
                              evidence(ex, _cut(ex)))
 
 
-@check("transport.deadline", rule="LIMIT-2", probes=PROBES, quirks=["transport.too-slow"])
+@check("transport.deadline", rule="LIMIT-2", probes=PROBES, quirks=["transport.too-slow"], requires=ANY_REPLY)
 def reply_completes_within_the_deadline(*exchanges: Exchange) -> None:
     """A reply that began completes within the request's deadline (providers.yaml timeouts.total)."""
     for ex in exchanges:
@@ -49,7 +50,7 @@ def reply_completes_within_the_deadline(*exchanges: Exchange) -> None:
                              ex, evidence(ex, _cut(ex)))
 
 
-@check("transport.reads", rule="LIMIT-3", probes=PROBES, quirks=["transport.too-many-chunks"], framing=True)
+@check("transport.reads", rule="LIMIT-3", probes=PROBES, quirks=["transport.too-many-chunks"], framing=True, requires=ANY_REPLY)
 def reply_arrives_in_a_bounded_number_of_reads(*exchanges: Exchange) -> None:
     """A reply arrives in at most MAX_KEPT_CHUNKS reads (past that the harness merges reads into one chunk)."""
     for ex in exchanges:

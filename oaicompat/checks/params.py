@@ -13,6 +13,7 @@ from ..exchange import Exchange
 from ..transport import RequestSpec
 from .base import is_int, Blocked, Observation, ProbeContext, QuirkFound, check, compact, evidence, probe, request_line
 from .common import error_message, guard_basic, json_body, reply_body, require_accepted
+from .requires import OK_LOGPROBS
 
 CAP = 5              # max_tokens / max_completion_tokens in the cap probes
 STOP = "e"           # a stop string any English sentence reaches within a few tokens
@@ -337,7 +338,7 @@ def _entry_problems(entry: Any, *, nested: bool) -> list[str]:
 
 
 @check("params.logprobs-shape", rule="RESP-LOGPROB-1", probes=["params.logprobs"], needs=("logprobs",),
-       quirks=["params.logprobs-shape"])
+       quirks=["params.logprobs-shape"], requires=OK_LOGPROBS)
 def logprobs_shape(ex: Exchange) -> None:
     """`logprobs` is `{content, refusal}`; each entry has token, logprob, bytes and top_logprobs entries alike."""
     lp = _logprobs(ex)

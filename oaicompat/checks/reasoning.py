@@ -27,6 +27,7 @@ from .base import (Blocked, NotApplicable, Observation, ProbeContext, QuirkFound
                    first_choice, probe, require_success)
 from .common import CHAT_USAGE, STREAM_STATUS
 from .streamview import stream_view
+from .requires import OK, SOK
 
 STATUS_OWNER = "reasoning.status"
 
@@ -153,7 +154,7 @@ def reasoning_request_answered(ex: Exchange, stream_ex: Exchange) -> None:
 
 @check("reasoning.message-field", rule="DEV-7", probes=["reasoning.basic"],
        quirks=["reasoning.inline-think-tags", "reasoning.content-field", "reasoning.alt-field"],
-       needs=("reasoning",))
+       needs=("reasoning",), requires=OK, observes=True)
 def message_reasoning_field(ex: Exchange) -> list[Observation]:
     """The non-streamed message shows no reasoning text, as OpenAI's does (names the field when it does)."""
     _, message = _message(ex)
@@ -187,6 +188,18 @@ def stream_reasoning_field_matches(message_ex: Exchange, stream_ex: Exchange) ->
                          f"streamed but in {_ordered(in_stream) or 'nothing'} when streamed",
                          stream_ex, evidence(stream_ex, *(f"< deltas' {k}: {v!r}" for k, v in in_stream.items())))
     return [Observation("reasoning.delta-carrier", _ordered(in_stream) or None)]
+
+
+@check("reasoning.stream-carrier", rule="DEV-7", probes=["reasoning.stream"], kind="info", needs=("reasoning",),
+       requires=SOK, observes=True)
+def stream_reasoning_carrier(ex: Exchange) -> list[Observation]:
+    """Where one stream's deltas carry reasoning text (reasoning_content, reasoning…, <think> tags in content),
+    observed on any stream: a server that streams reasoning unasked shows it, whatever `supports:` says."""
+    if ex.status is None or not 200 <= ex.status < 300:
+        raise Blocked(f"the streamed request was not answered with success ({ex.summary()})", STREAM_STATUS, ex)
+    carriers = delta_carriers(stream_view(ex).deltas(0))
+    return [Observation("reasoning.delta-carrier", _ordered(carriers) or None),
+            *(Observation(f"reasoning.delta-carrier.{k}", v) for k, v in carriers.items())]
 
 
 # -- how reasoning is counted ---------------------------------------------------------------------

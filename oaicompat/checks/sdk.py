@@ -16,6 +16,7 @@ from .base import Blocked, QuirkFound, check, clip, evidence
 from .common import show as _show
 from .streamview import stream_view
 from .streamview import event_line
+from .requires import OK, SOK
 
 STREAM_STATUS_OWNER = "stream.status"
 CHAT_STATUS_OWNER = "chat.status"
@@ -82,14 +83,14 @@ def _ours(ex: Exchange) -> tuple[str, str | None]:
 # -- create(stream=True) ----------------------------------------------------------------------------
 
 @check("sdk.stream-parses", rule="SSE-9", probes=["stream.basic"], quirks=["sdk.stream-parse-error"],
-       applies=_is_stream)
+       applies=_is_stream, requires=SOK)
 def stream_parses(ex: Exchange) -> None:
     """openai-python's create(stream=True) iterates the recorded stream without an exception."""
     _stream_result(ex, helper=False, parse_quirk="sdk.stream-parse-error")
 
 
 @check("sdk.stream-text", rule="STREAM-7", probes=["stream.basic"],
-       quirks=["sdk.stream-text-differs", "sdk.stream-finish-reason-differs"], applies=_is_stream)
+       quirks=["sdk.stream-text-differs", "sdk.stream-finish-reason-differs"], applies=_is_stream, requires=SOK)
 def stream_text_matches(ex: Exchange) -> None:
     """openai-python's create(stream=True) yields the same text and finish_reason as the raw events."""
     result = _stream_result(ex, helper=False, parse_quirk=None)
@@ -108,14 +109,14 @@ def stream_text_matches(ex: Exchange) -> None:
 # -- the .stream() helper ---------------------------------------------------------------------------
 
 @check("sdk.helper-parses", rule="STREAM-13", probes=["stream.basic"], quirks=["sdk.helper-error"],
-       applies=_is_stream)
+       applies=_is_stream, requires=SOK)
 def helper_parses(ex: Exchange) -> None:
     """openai-python's chat.completions.stream() helper accumulates the recorded stream without an exception."""
     _stream_result(ex, helper=True, parse_quirk="sdk.helper-error")
 
 
 @check("sdk.helper-role", rule="STREAM-6", probes=["stream.basic"], quirks=["sdk.helper-role-mangled"],
-       applies=_is_stream)
+       applies=_is_stream, requires=SOK)
 def helper_role_is_assistant(ex: Exchange) -> None:
     """The .stream() helper's accumulated message has role "assistant" (a repeated role delta concatenates)."""
     result = _stream_result(ex, helper=True, parse_quirk=None)
@@ -131,7 +132,7 @@ def helper_role_is_assistant(ex: Exchange) -> None:
 
 
 @check("sdk.helper-text", rule="STREAM-12", probes=["stream.basic"], quirks=["sdk.helper-text-differs"],
-       applies=_is_stream)
+       applies=_is_stream, requires=SOK)
 def helper_text_matches(ex: Exchange) -> None:
     """The .stream() helper's accumulated content equals the joined delta.content of the raw events."""
     result = _stream_result(ex, helper=True, parse_quirk=None)
@@ -145,7 +146,7 @@ def helper_text_matches(ex: Exchange) -> None:
 # -- create() without stream ------------------------------------------------------------------------
 
 @check("sdk.completion-parses", rule="RESP-1", probes=["chat.basic"],
-       quirks=["sdk.completion-parse-error", "sdk.completion-not-parsed"], applies=lambda req: not req.stream)
+       quirks=["sdk.completion-parse-error", "sdk.completion-not-parsed"], applies=lambda req: not req.stream, requires=OK)
 def completion_parses(ex: Exchange) -> None:
     """openai-python's create() parses the recorded non-streamed reply into a ChatCompletion."""
     if ex.status != 200 or ex.failure is not None:

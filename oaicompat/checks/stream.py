@@ -24,10 +24,11 @@ from ..exchange import Exchange, Request
 from ..sse import OBS_BOM, OBS_EMPTY_EVENT, OBS_INVALID_UTF8, OBS_UNTERMINATED_EVENT
 from ..timing import timing_of
 from ..transport import RequestSpec
-from .base import (Blocked, NotApplicable, Observation, ProbeContext, QuirkFound, check, clip,
+from .base import (Blocked, NotApplicable, Observation, ProbeContext, QuirkFound, check, clip, raise_all,
                    evidence, first_choice, probe, request_line, require_success, status_line)
-from .common import FINISH_REASONS, STREAM_STATUS, show
+from .common import FINISH_REASONS, STREAM_STATUS, USAGE_KEYS, show, usage_quirks
 from .streamview import StreamChunk, StreamView, event_line, stream_view
+from .requires import SOK, SOK_NO_USAGE, SOK_USAGE
 
 CHUNK_OBJECT = "chat.completion.chunk"
 
@@ -180,13 +181,18 @@ def _empty(value: Any) -> bool:
 
 
 def _usage_chunk(view: StreamView) -> tuple[int, dict[str, Any]] | None:
-    """The last chunk carrying a usage object and no choices (`[]`, or the key absent/null)."""
+    """The last chunk carrying a usage object and no choices (`[]`, or the key absent/null); failing that, the
+    last chunk carrying a usage object beside a choice (stream.usage-included reports that placement, and the
+    counts are judged all the same)."""
     found = None
+    fallback = None
     for pos, obj in enumerate(view.objects):
         choices = obj.get("choices")
-        if isinstance(obj.get("usage"), dict) and (choices is None or choices == []):
-            found = (pos, obj)
-    return found
+        if isinstance(obj.get("usage"), dict):
+            fallback = (pos, obj)
+            if choices is None or choices == []:
+                found = (pos, obj)
+    return found or fallback
 
 
 def _int(v: Any) -> bool:
@@ -204,7 +210,7 @@ def status_is_success(ex: Exchange) -> None:
 
 
 @check("stream.content-type", rule="SSE-1", probes=["stream.basic"], quirks=["stream.content-type-wrong"],
-       applies=_is_stream)
+       applies=_is_stream, requires=SOK)
 def content_type_is_event_stream(ex: Exchange) -> None:
     """A streamed reply's media type is text/event-stream."""
     _require_200(ex, STREAM_STATUS)
@@ -214,7 +220,7 @@ def content_type_is_event_stream(ex: Exchange) -> None:
 
 
 @check("stream.body-is-sse", rule="SSE-1", probes=["stream.basic"],
-       quirks=["stream.body-not-sse", "stream.not-streamed", "stream.empty-body"], applies=_is_stream)
+       quirks=["stream.body-not-sse", "stream.not-streamed", "stream.empty-body"], applies=_is_stream, requires=SOK)
 def body_is_event_stream(ex: Exchange) -> None:
     """A 200 answer to a streamed request carries SSE data events."""
     _require_200(ex, STREAM_STATUS)
@@ -237,7 +243,7 @@ def body_is_event_stream(ex: Exchange) -> None:
 
 
 @check("stream.truncated", rule="STREAM-DONE-2", probes=["stream.basic"],
-       quirks=["stream.truncated", "stream.never-ends"], applies=_is_stream)
+       quirks=["stream.truncated", "stream.never-ends"], applies=_is_stream, requires=SOK)
 def stream_ends_cleanly(ex: Exchange) -> None:
     """The connection of a 200 stream ends cleanly: no reset, no timeout, no endless body."""
     _require_200(ex, STREAM_STATUS)
@@ -259,7 +265,7 @@ def stream_ends_cleanly(ex: Exchange) -> None:
 # -- SSE level --------------------------------------------------------------------------------------
 
 @check("stream.data-json", rule="SSE-9", probes=["stream.basic"],
-       quirks=["stream.data-not-json", "stream.event-without-data"], applies=_is_stream)
+       quirks=["stream.data-not-json", "stream.event-without-data"], applies=_is_stream, requires=SOK)
 def data_events_are_json(ex: Exchange) -> None:
     """Every event before `[DONE]` carries JSON object data (openai-python json-decodes each one)."""
     view = _view(ex, allow_failure=True)
@@ -281,7 +287,7 @@ def data_events_are_json(ex: Exchange) -> None:
 
 
 @check("stream.utf8", rule="SSE-2", probes=["stream.basic"], quirks=["stream.invalid-utf8", "stream.leading-bom"],
-       applies=_is_stream)
+       applies=_is_stream, requires=SOK)
 def stream_is_utf8(ex: Exchange) -> None:
     """The event stream is valid UTF-8 without a byte order mark."""
     _view(ex, allow_failure=True)
@@ -324,7 +330,7 @@ def _data_of(raw: bytes) -> str:
 
 
 @check("stream.done", rule="STREAM-DONE-1", probes=["stream.basic"], quirks=["stream.done-missing"],
-       applies=_is_stream)
+       applies=_is_stream, requires=SOK)
 def ends_with_done(ex: Exchange) -> None:
     """The stream ends with `data: [DONE]` and a blank line."""
     view = _view(ex)
@@ -349,7 +355,7 @@ def ends_with_done(ex: Exchange) -> None:
 
 
 @check("stream.after-done", rule="STREAM-DONE-3", probes=["stream.basic"], quirks=["stream.data-after-done"],
-       applies=_is_stream)
+       applies=_is_stream, requires=SOK)
 def nothing_after_done(ex: Exchange) -> None:
     """Nothing but blank lines and comments follows `data: [DONE]`."""
     view = _view(ex, allow_failure=True)
@@ -366,7 +372,7 @@ def nothing_after_done(ex: Exchange) -> None:
 
 
 @check("stream.midstream-error", rule="STREAM-ERR-2", probes=["stream.basic"],
-       quirks=["stream.midstream-error-event", "stream.error-event-unwrapped"], applies=_is_stream)
+       quirks=["stream.midstream-error-event", "stream.error-event-unwrapped"], applies=_is_stream, requires=SOK)
 def no_error_event(ex: Exchange) -> None:
     """A valid streamed request gets no error event after the 200 (and `event: error` wraps an error object)."""
     view = _view(ex, allow_failure=True)
@@ -384,7 +390,7 @@ def no_error_event(ex: Exchange) -> None:
 
 # -- chunk fields -----------------------------------------------------------------------------------
 
-@check("stream.object", rule="STREAM-1", probes=["stream.basic"], quirks=["stream.object-wrong"], applies=_is_stream)
+@check("stream.object", rule="STREAM-1", probes=["stream.basic"], quirks=["stream.object-wrong"], applies=_is_stream, requires=SOK)
 def object_is_chunk(ex: Exchange) -> None:
     """Every chunk's `object` is exactly "chat.completion.chunk"."""
     chunks = _chunks(_view(ex, allow_failure=True), ex)
@@ -397,7 +403,7 @@ def object_is_chunk(ex: Exchange) -> None:
 
 
 @check("stream.chunk-fields", rule="STREAM-1", probes=["stream.basic"], quirks=["stream.chunk-field-missing"],
-       applies=_is_stream)
+       applies=_is_stream, requires=SOK)
 def chunk_has_required_fields(ex: Exchange) -> None:
     """Every chunk has a string `id`, integer `created`, string `model` and a `choices` array."""
     chunks = _chunks(_view(ex, allow_failure=True), ex)
@@ -432,21 +438,21 @@ def _changes(ex: Exchange, key: str, quirk: str, *, skip_null: bool = False) -> 
 
 
 @check("stream.id-constant", rule="STREAM-2", probes=["stream.basic"], quirks=["stream.id-changes"],
-       applies=_is_stream)
+       applies=_is_stream, requires=SOK)
 def id_is_constant(ex: Exchange) -> None:
     """`id` is the same in every chunk of the stream."""
     _changes(ex, "id", "stream.id-changes")
 
 
 @check("stream.created-constant", rule="STREAM-2", probes=["stream.long"], quirks=["stream.created-changes"],
-       applies=_is_stream)
+       applies=_is_stream, requires=SOK)
 def created_is_constant(ex: Exchange) -> None:
     """`created` is the same in every chunk of the stream (probed with a stream that lasts over a second)."""
     _changes(ex, "created", "stream.created-changes")
 
 
 @check("stream.model-constant", rule="STREAM-3", probes=["stream.basic"],
-       quirks=["stream.model-changes", "stream.fingerprint-changes"], applies=_is_stream)
+       quirks=["stream.model-changes", "stream.fingerprint-changes"], applies=_is_stream, requires=SOK)
 def model_is_constant(ex: Exchange) -> None:
     """`model` (and a non-null `system_fingerprint`) is the same in every chunk of the stream."""
     _changes(ex, "model", "stream.model-changes")
@@ -454,7 +460,7 @@ def model_is_constant(ex: Exchange) -> None:
 
 
 @check("stream.choice-fields", rule="STREAM-4", probes=["stream.basic"], quirks=["stream.choice-field-missing"],
-       applies=_is_stream)
+       applies=_is_stream, requires=SOK)
 def choice_has_required_fields(ex: Exchange) -> None:
     """Every streamed choice has an integer `index`, a `delta` object and the key `finish_reason`."""
     chunks = _chunks(_view(ex, allow_failure=True), ex)
@@ -476,7 +482,7 @@ def choice_has_required_fields(ex: Exchange) -> None:
 
 
 @check("stream.finish-reason-value", rule="STREAM-5", probes=["stream.basic"], quirks=["stream.finish-reason-invalid"],
-       applies=_is_stream)
+       applies=_is_stream, requires=SOK)
 def finish_reason_in_enum(ex: Exchange) -> None:
     """Every non-null streamed `finish_reason` is one of stop, length, tool_calls, content_filter, function_call."""
     chunks = _chunks(_view(ex, allow_failure=True), ex)
@@ -489,7 +495,7 @@ def finish_reason_in_enum(ex: Exchange) -> None:
 
 
 @check("stream.role-first", rule="STREAM-6", probes=["stream.basic"],
-       quirks=["stream.role-missing-or-late", "stream.role-repeated"], applies=_is_stream)
+       quirks=["stream.role-missing-or-late", "stream.role-repeated"], applies=_is_stream, requires=SOK)
 def role_once_and_first(ex: Exchange) -> None:
     """The first delta of choice 0 carries role "assistant", and no later delta repeats a role."""
     view = _complete(ex)
@@ -509,18 +515,19 @@ def role_once_and_first(ex: Exchange) -> None:
         raise QuirkFound("stream.role-missing-or-late",
                          f"the first delta of choice 0 (chunk {pos0}) is {show(first.get('delta'))}{where}",
                          ex, evidence(ex, _line(chunks[pos0], pos0)))
-    for pos, ch in entries[1:]:
-        delta = ch.get("delta")
-        role = delta.get("role") if isinstance(delta, dict) else None
-        if isinstance(role, str) and role:
-            raise QuirkFound("stream.role-repeated",
-                             f"chunk {pos} repeats role {role!r} (the openai-python .stream() helper then "
-                             f"accumulates role {'assistant' + role!r})",
-                             ex, evidence(ex, _line(chunks[pos0], pos0), _line(chunks[pos], pos)))
+    repeated = [(pos, ch["delta"]["role"]) for pos, ch in entries[1:]
+                if isinstance(ch.get("delta"), dict) and isinstance(ch["delta"].get("role"), str)
+                and ch["delta"]["role"]]
+    if repeated:
+        pos, role = repeated[0]
+        raise QuirkFound("stream.role-repeated",
+                         f"{len(repeated)} later chunk(s) repeat the role, first chunk {pos} ({role!r}; the "
+                         f"openai-python .stream() helper then accumulates role {'assistant' + role!r})",
+                         ex, evidence(ex, _line(chunks[pos0], pos0), _line(chunks[pos], pos)))
 
 
 @check("stream.finish-reason", rule="STREAM-8", probes=["stream.basic"],
-       quirks=["stream.finish-reason-count", "stream.content-after-finish"], applies=_is_stream)
+       quirks=["stream.finish-reason-count", "stream.content-after-finish"], applies=_is_stream, requires=SOK)
 def one_finish_reason_last(ex: Exchange) -> None:
     """Exactly one chunk carries choice 0's non-null `finish_reason`, and no content for it follows."""
     view = _complete(ex)
@@ -538,7 +545,9 @@ def one_finish_reason_last(ex: Exchange) -> None:
         if pos <= fpos:
             continue
         delta = ch.get("delta")
-        filled = {k: v for k, v in delta.items() if not _empty(v)} if isinstance(delta, dict) else {}
+        # a bare {"role": "assistant"} (with empty content) is no content; stream.role-first owns the role
+        filled = {k: v for k, v in delta.items() if not _empty(v) and not (k == "role" and v == "assistant")} \
+            if isinstance(delta, dict) else {}
         if filled:
             raise QuirkFound("stream.content-after-finish",
                              f"chunk {pos} carries {show(filled)} after the finish chunk {fpos}",
@@ -548,7 +557,7 @@ def one_finish_reason_last(ex: Exchange) -> None:
 # -- usage ------------------------------------------------------------------------------------------
 
 @check("stream.usage-unrequested", rule="STREAM-USAGE-3", probes=["stream.basic"],
-       quirks=["stream.usage-unrequested"], applies=lambda req: req.stream and not _include_usage(req))
+       quirks=["stream.usage-unrequested"], applies=lambda req: req.stream and not _include_usage(req), requires=SOK_NO_USAGE)
 def no_usage_unless_requested(ex: Exchange) -> None:
     """Without `stream_options.include_usage`, no chunk carries a usage object."""
     if _include_usage(ex.request):
@@ -564,7 +573,7 @@ def no_usage_unless_requested(ex: Exchange) -> None:
 
 @check("stream.usage-included", rule="STREAM-USAGE-1", probes=["stream.usage"],
        quirks=["stream.usage-rejected", "stream.usage-missing", "stream.usage-in-choice-chunk",
-               "stream.usage-choices-absent"], applies=_wants_usage)
+               "stream.usage-choices-absent"], applies=_wants_usage, requires=SOK_USAGE)
 def usage_chunk_present(ex: Exchange) -> None:
     """With `include_usage`, a final chunk with `choices: []` carries the usage object."""
     if ex.status != 200:
@@ -598,13 +607,13 @@ def usage_chunk_present(ex: Exchange) -> None:
 
 
 @check("stream.usage-chunk", rule="STREAM-USAGE-4", probes=["stream.usage"],
-       quirks=["stream.usage-not-last", "stream.usage-inconsistent"], applies=_wants_usage)
+       quirks=["stream.usage-not-last", "stream.usage-inconsistent"], applies=_wants_usage, requires=SOK_USAGE)
 def usage_chunk_last_and_consistent(ex: Exchange) -> None:
     """The usage chunk is the last chunk before `[DONE]` and its integer counts add up."""
     view = _complete(ex, status_owner=USAGE_OWNER)
     found = _usage_chunk(view)
     if found is None:
-        raise Blocked("no chunk with choices [] carries usage", USAGE_OWNER, ex)
+        raise Blocked("no chunk carries a usage object", USAGE_OWNER, ex)
     chunks = _object_chunks(view)
     pos, obj = found
     if pos != len(chunks) - 1:
@@ -619,19 +628,72 @@ def usage_chunk_last_and_consistent(ex: Exchange) -> None:
 
 
 @check("stream.usage-others-null", rule="STREAM-USAGE-2", probes=["stream.usage"], quirks=["stream.usage-repeated"],
-       applies=_wants_usage)
+       applies=_wants_usage, requires=SOK_USAGE)
 def usage_only_on_usage_chunk(ex: Exchange) -> None:
     """With `include_usage`, every chunk but the usage chunk has `usage` null or absent."""
     view = _complete(ex, status_owner=USAGE_OWNER)
     found = _usage_chunk(view)
     if found is None:
-        raise Blocked("no chunk with choices [] carries usage", USAGE_OWNER, ex)
+        raise Blocked("no chunk carries a usage object", USAGE_OWNER, ex)
     chunks = _object_chunks(view)
     for pos, obj in enumerate(view.objects):
         if pos != found[0] and obj.get("usage") is not None:
             raise QuirkFound("stream.usage-repeated",
                              f"chunk {pos} also carries usage {show(obj.get('usage'))}",
                              ex, evidence(ex, _line(chunks[pos], pos), _line(chunks[found[0]], found[0])))
+
+
+@check("stream.usage-extensions", rule="RESP-4", probes=["stream.usage"],
+       quirks=["stream.usage-extra-keys", "stream.usage-details-incomplete"], applies=_is_stream, requires=SOK)
+def stream_usage_has_openai_keys_only(ex: Exchange) -> None:
+    """A streamed usage object carries only OpenAI's keys, and its `*_tokens_details` all of OpenAI's keys.
+    Any chunk's usage is judged, whether or not the chunk also carries a choice."""
+    view = _view(ex, allow_failure=True)
+    found = _usage_chunk(view)
+    if found is None:
+        raise NotApplicable("no chunk carries a usage object")
+    pos, obj = found
+    chunks = _object_chunks(view)
+    raise_all(usage_quirks(obj["usage"], "stream.usage-extra-keys", "stream.usage-details-incomplete", ex,
+                           evidence(ex, _line(chunks[pos], pos))))
+
+
+@check("stream.openai-fields", rule="RESP-5", probes=["stream.basic"],
+       quirks=["stream.system-fingerprint-absent", "stream.service-tier-absent"], applies=_is_stream, requires=SOK)
+def stream_openai_optional_fields_present(ex: Exchange) -> None:
+    """Chunks carry `system_fingerprint` and `service_tier`, as OpenAI's do (absence breaks no rule)."""
+    chunks = [c for _, c in _chunks(_view(ex, allow_failure=True), ex) if not _is_error(c.obj)]
+    if not chunks:
+        raise Blocked("no chunk before [DONE]", STREAM_STATUS, ex)
+    found = [QuirkFound(quirk, f"none of {len(chunks)} chunks has a `{key}` key", ex,
+                        evidence(ex, _line(chunks[0], 0)))
+             for key, quirk in (("system_fingerprint", "stream.system-fingerprint-absent"),
+                                ("service_tier", "stream.service-tier-absent"))
+             if not any(key in c.obj for c in chunks)]
+    raise_all(found)
+
+
+@check("stream.empty-deltas", rule="STREAM-7", probes=["stream.basic"], quirks=["stream.empty-delta"],
+       applies=_is_stream, requires=SOK)
+def no_empty_deltas(ex: Exchange) -> None:
+    """Every chunk of choice 0 between the role chunk and the finish chunk carries something (no empty content)."""
+    view = _complete(ex)
+    chunks = _object_chunks(view)
+    entries = view.choice_entries(0)
+    if not entries:
+        raise Blocked("no chunk carries choice 0", FINISH_OWNER, ex)
+    first = entries[0][0]
+    carried: dict[int, bool] = {}          # chunk position → does any of its choice-0 entries carry something
+    for pos, ch in entries:
+        delta = ch.get("delta")
+        filled = not isinstance(delta, dict) or any(not _empty(v) and k != "role" for k, v in delta.items())
+        carried[pos] = carried.get(pos, False) or filled or ch.get("finish_reason") is not None \
+            or bool(ch.get("logprobs"))
+    empty = [pos for pos, full in carried.items() if pos != first and not full]
+    if empty:
+        pos = empty[0]
+        raise QuirkFound("stream.empty-delta", f"{len(empty)} chunk(s) of choice 0 carry an empty delta, first "
+                                               f"chunk {pos}", ex, evidence(ex, _line(chunks[pos], pos)))
 
 
 # -- streamed equals non-streamed -------------------------------------------------------------------
@@ -681,7 +743,7 @@ def stream_timing(ex: Exchange) -> list[Observation]:
             Observation("network_chunks", len(ex.chunks)), Observation("events", len(ex.sse.events))]
 
 
-@check("stream.extension-fields", rule="STREAM-11", probes=["stream.basic"], kind="info", applies=_is_stream)
+@check("stream.extension-fields", rule="STREAM-11", probes=["stream.basic"], kind="info", applies=_is_stream, requires=SOK, observes=True)
 def extension_fields(ex: Exchange) -> list[Observation]:
     """Fields a provider adds to chunks, choices and deltas beyond the spec (recorded, never a failure)."""
     view = _view(ex, allow_failure=True)
@@ -692,6 +754,11 @@ def extension_fields(ex: Exchange) -> list[Observation]:
         for key in c.obj:
             if key not in CHUNK_KEYS:
                 seen.setdefault(f"extension.chunk.{key}", c.obj[key])
+        usage = c.obj.get("usage")
+        if isinstance(usage, dict):
+            for key in usage:
+                if key not in USAGE_KEYS:
+                    seen.setdefault(f"extension.usage.{key}", usage[key])
         for ch in c.choices():
             for key in ch:
                 if key not in CHOICE_KEYS:
@@ -704,7 +771,7 @@ def extension_fields(ex: Exchange) -> list[Observation]:
     return [Observation(key, show(value)) for key, value in sorted(seen.items())]
 
 
-@check("stream.framing", rule="SSE-11", probes=["stream.basic"], kind="info", applies=_is_stream)
+@check("stream.framing", rule="SSE-11", probes=["stream.basic"], kind="info", applies=_is_stream, requires=SOK, observes=True)
 def framing_variants(ex: Exchange) -> list[Observation]:
     """SSE framing variants the spec allows (comments, CRLF, `data:` without a space, event names)."""
     _require_200(ex, STREAM_STATUS)

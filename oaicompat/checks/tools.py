@@ -17,7 +17,7 @@ import re
 from typing import Any, Sequence
 
 from ..exchange import Exchange
-from .base import (Blocked, Observation, QuirkFound, check, clip, compact, error_shape, evidence, is_int,
+from .base import (Blocked, Observation, QuirkFound, check, raise_all, clip, compact, error_shape, evidence, is_int,
                    parse_json, schema_error)
 from .common import require_200_object
 from .tool_calls import (ARGS_VALID, FINISH, IN_CONTENT, NAMED_ACCEPTED, NAMED_CALLED, NONE_CHECK, PARALLEL_CALLED,
@@ -25,6 +25,7 @@ from .tool_calls import (ARGS_VALID, FINISH, IN_CONTENT, NAMED_ACCEPTED, NAMED_C
                          call_function, call_in_content, calls_or_block, forced_name, has_tools,
                          nonempty_str, offered_functions, reply, stream_lines, streamed, streamed_tools,
                          streams_with_calls, try_reply, try_streamed)
+from .requires import ANY_CALLS, CALLS, STREAMED_CALLS
 
 SHAPE_PROBES = ["tools.named", "tools.required", "tools.auto"]
 STREAM_PROBES = ["tools.named-stream", "tools.parallel-stream"]
@@ -149,7 +150,7 @@ def _each_call(exchanges: Sequence[Exchange]):
 
 
 @check("tools.call-id", rule="RESP-MSG-3", probes=SHAPE_PROBES, quirks=["tools.call-id-missing"],
-       needs=("tools",), applies=has_tools)
+       needs=("tools",), applies=has_tools, requires=CALLS)
 def call_id(*exchanges: Exchange) -> None:
     """Each tool call has an `id` that is a non-empty string."""
     for r, call in _each_call(exchanges):
@@ -160,7 +161,7 @@ def call_id(*exchanges: Exchange) -> None:
 
 
 @check("tools.call-type", rule="RESP-MSG-3", probes=SHAPE_PROBES, quirks=["tools.call-type-wrong"],
-       needs=("tools",), applies=has_tools)
+       needs=("tools",), applies=has_tools, requires=CALLS)
 def call_type(*exchanges: Exchange) -> None:
     """Each tool call has `type` "function"."""
     for r, call in _each_call(exchanges):
@@ -171,7 +172,7 @@ def call_type(*exchanges: Exchange) -> None:
 
 
 @check("tools.call-name", rule="RESP-MSG-3", probes=SHAPE_PROBES, quirks=["tools.call-name-missing"],
-       needs=("tools",), applies=has_tools)
+       needs=("tools",), applies=has_tools, requires=CALLS)
 def call_name(*exchanges: Exchange) -> None:
     """Each tool call has a `function` object whose `name` is a non-empty string."""
     for r, call in _each_call(exchanges):
@@ -182,7 +183,7 @@ def call_name(*exchanges: Exchange) -> None:
 
 
 @check("tools.arguments-string", rule="RESP-MSG-3", probes=SHAPE_PROBES, quirks=["tools.arguments-not-string"],
-       needs=("tools",), applies=has_tools)
+       needs=("tools",), applies=has_tools, requires=CALLS)
 def arguments_string(*exchanges: Exchange) -> None:
     """Each tool call's `function.arguments` is a string (JSON text), not an object."""
     for r, call in _each_call(exchanges):
@@ -224,7 +225,7 @@ def _validate_calls(replies: Sequence[Reply], invalid_json: str, mismatch: str) 
 
 @check("tools.arguments-valid", rule="RESP-MSG-4", probes=["tools.named", "tools.required", "tools.cjk"],
        quirks=["tools.arguments-invalid-json", "tools.arguments-schema-mismatch"], kind="capability",
-       needs=("tools",), applies=has_tools)
+       needs=("tools",), applies=has_tools, requires=CALLS)
 def arguments_valid(*exchanges: Exchange) -> list[Observation]:
     """Tool-call arguments parse as JSON and validate against the function's parameters schema."""
     return _validate_calls(calls_or_block(exchanges), "tools.arguments-invalid-json",
@@ -232,7 +233,7 @@ def arguments_valid(*exchanges: Exchange) -> list[Observation]:
 
 
 @check("tools.finish-reason", rule="TOOLS-DELTA-6", probes=["tools.auto", "tools.required", "tools.named", "tools.named-stream"],
-       quirks=["tools.finish-reason-stop", "tools.finish-reason-wrong"], needs=("tools",), applies=has_tools)
+       quirks=["tools.finish-reason-stop", "tools.finish-reason-wrong"], needs=("tools",), applies=has_tools, requires=ANY_CALLS)
 def finish_reason(*exchanges: Exchange) -> list[Observation]:
     """A reply with tool calls finishes with "tool_calls" (a forced named function may finish with "stop")."""
     seen: list[tuple[Exchange, Any, list[str]]] = []
@@ -268,7 +269,7 @@ def finish_reason(*exchanges: Exchange) -> list[Observation]:
 
 
 @check("tools.legacy-function-call", rule="RESP-MSG-5", probes=SHAPE_PROBES + ["tools.named-stream"],
-       quirks=["tools.legacy-function-call"], needs=("tools",), applies=has_tools)
+       quirks=["tools.legacy-function-call"], needs=("tools",), applies=has_tools, requires=CALLS)
 def legacy_function_call(*exchanges: Exchange) -> None:
     """A tool-call reply does not also carry the deprecated `function_call` field (informational)."""
     any_call = False
@@ -447,7 +448,7 @@ def stream_called(ex: Exchange) -> None:
 
 
 @check("tools.delta-index", rule="TOOLS-DELTA-1", probes=STREAM_PROBES, quirks=["tools.delta-missing-index"],
-       needs=("tools", "streaming"), applies=streamed_tools)
+       needs=("tools", "streaming"), applies=streamed_tools, requires=STREAMED_CALLS)
 def delta_index(*exchanges: Exchange) -> None:
     """Every entry of `delta.tool_calls` is an object with an integer `index`."""
     for s in streams_with_calls(exchanges):
@@ -461,7 +462,7 @@ def delta_index(*exchanges: Exchange) -> None:
 
 @check("tools.delta-index-sequence", rule="TOOLS-DELTA-2", probes=STREAM_PROBES,
        quirks=["tools.delta-index-collision", "tools.delta-index-gap"], needs=("tools", "streaming"),
-       applies=streamed_tools)
+       applies=streamed_tools, requires=STREAMED_CALLS)
 def delta_index_sequence(*exchanges: Exchange) -> None:
     """Each call has its own `index`, numbered 0, 1, … without gaps."""
     for s in streams_with_calls(exchanges):
@@ -480,7 +481,7 @@ def delta_index_sequence(*exchanges: Exchange) -> None:
 
 
 @check("tools.delta-first-complete", rule="TOOLS-DELTA-3", probes=STREAM_PROBES,
-       quirks=["tools.delta-first-incomplete"], needs=("tools", "streaming"), applies=streamed_tools)
+       quirks=["tools.delta-first-incomplete"], needs=("tools", "streaming"), applies=streamed_tools, requires=STREAMED_CALLS)
 def delta_first_complete(*exchanges: Exchange) -> None:
     """The first delta of each call carries `id`, `type` "function" and `function.name`."""
     for s in streams_with_calls(exchanges):
@@ -494,28 +495,55 @@ def delta_first_complete(*exchanges: Exchange) -> None:
                                  f"{', '.join(missing)}", s.ex, stream_lines(s.ex, first))
 
 
-@check("tools.delta-no-repeat", rule="TOOLS-DELTA-3", probes=STREAM_PROBES, quirks=["tools.delta-repeats-id-name"],
-       needs=("tools", "streaming"), applies=streamed_tools)
-def delta_no_repeat(*exchanges: Exchange) -> list[Observation]:
-    """Later deltas of a call do not repeat `id` or `function.name` (openai-python's helper concatenates them)."""
-    notes = []
+@check("tools.delta-no-repeat", rule="TOOLS-DELTA-3", probes=STREAM_PROBES,
+       quirks=["tools.delta-repeats-id-name", "tools.delta-continuation-extras"],
+       needs=("tools", "streaming"), applies=streamed_tools, requires=STREAMED_CALLS)
+def delta_no_repeat(*exchanges: Exchange) -> None:
+    """Later deltas of a call do not repeat `id` or `function.name` (openai-python's helper concatenates them),
+    nor carry `type`, a role or `content: null` beside the argument fragment (OpenAI's continuations do not)."""
+    found: list[QuirkFound] = []
     for s in streams_with_calls(exchanges):
         for index, entries in s.by_index().items():
             later = entries[1:]
-            if any(e.value.get("type") is not None for e in later):
-                notes.append(Observation("type-repeated", f"call {index}: later deltas repeat type (harmless)"))
             for key, get in (("id", lambda e: e.value.get("id")), ("function.name", lambda e: e.function.get("name"))):
                 repeats = [e for e in later if nonempty_str(get(e))]
                 if repeats:
                     joined = "".join(v for v in (get(e) for e in entries) if isinstance(v, str))
-                    raise QuirkFound("tools.delta-repeats-id-name", f"call {index}: {len(repeats)} later delta(s) "
-                                     f"repeat {key}; openai-python's stream helper accumulates {key} "
-                                     f"{clip(joined, 80)!r}", s.ex, stream_lines(s.ex, entries[0], repeats[0]))
-    return notes
+                    found.append(QuirkFound("tools.delta-repeats-id-name", f"call {index}: {len(repeats)} later "
+                                            f"delta(s) repeat {key}; openai-python's stream helper accumulates {key} "
+                                            f"{clip(joined, 80)!r}", s.ex, stream_lines(s.ex, entries[0], repeats[0])))
+                    break
+            extras = [(e, x) for e in later if (x := _continuation_extras(e))]
+            if extras:
+                e, what = extras[0]
+                found.append(QuirkFound("tools.delta-continuation-extras",
+                                        f"call {index}: {len(extras)} continuation delta(s) also carry "
+                                        f"{', '.join(what)}", s.ex, stream_lines(s.ex, entries[0], e)))
+    raise_all(list({f.quirk: f for f in reversed(found)}.values())[::-1])
+
+
+def _continuation_extras(entry: Any) -> list[str]:
+    """What a continuation delta carries beyond index and function.arguments: type, role, content: null."""
+    out = ["type"] if isinstance(entry.value, dict) and "type" in entry.value else []
+    try:
+        obj = json.loads(entry.event.data)
+    except (ValueError, RecursionError):
+        return out
+    choices = obj.get("choices") if isinstance(obj, dict) else None
+    for ch in choices if isinstance(choices, list) else []:
+        delta = ch.get("delta") if isinstance(ch, dict) else None
+        calls = delta.get("tool_calls") if isinstance(delta, dict) else None
+        if isinstance(delta, dict) and isinstance(calls, list) and entry.value in calls:
+            if "role" in delta:
+                out.append(f"role {delta['role']!r}")
+            if "content" in delta and delta["content"] is None:
+                out.append("content: null")
+            break
+    return out
 
 
 @check("tools.delta-arguments-string", rule="TOOLS-DELTA-4", probes=STREAM_PROBES,
-       quirks=["tools.delta-arguments-not-string"], needs=("tools", "streaming"), applies=streamed_tools)
+       quirks=["tools.delta-arguments-not-string"], needs=("tools", "streaming"), applies=streamed_tools, requires=STREAMED_CALLS)
 def delta_arguments_string(*exchanges: Exchange) -> list[Observation]:
     """Every `function.arguments` fragment is a string."""
     notes = []
@@ -536,7 +564,7 @@ def delta_arguments_string(*exchanges: Exchange) -> list[Observation]:
 
 @check("tools.delta-arguments-json", rule="TOOLS-DELTA-5", probes=STREAM_PROBES,
        quirks=["tools.delta-arguments-invalid-json"], kind="capability", needs=("tools", "streaming"),
-       applies=streamed_tools)
+       applies=streamed_tools, requires=STREAMED_CALLS)
 def delta_arguments_json(*exchanges: Exchange) -> None:
     """The concatenated arguments fragments of each streamed call parse as JSON."""
     judged = 0

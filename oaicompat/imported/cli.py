@@ -26,7 +26,6 @@ from ..results import ResultsLog
 from .evidence import load_corpus, run_evidence
 from .formats import RecordingError
 from .profiles import RecorderTableError, load_table
-from .summary import markdown_table, summarise
 from .store import (
     LICENSE_NAMES,
     NOTICE_NAMES,
@@ -36,6 +35,7 @@ from .store import (
     import_file,
     parse_source,
 )
+from .summary import markdown_table, summarise
 from .vendors import KNOWN_VENDORS
 
 RECORDING_SUFFIXES = (".yaml", ".yml", ".yaml.gz", ".yml.gz", ".httprr", ".httprr.gz", ".json", ".sse", ".chunks.txt")
@@ -244,7 +244,7 @@ def evidence_main(argv: Sequence[str]) -> int:
         return 2
     run = run_evidence(cfg, Path(args.imported_dir), vendors=args.vendor or None, checks=args.check or None)
     log = ResultsLog(mode="imported")
-    for vendor, (provider, models) in sorted(run.providers.items()):
+    for _vendor, (provider, models) in sorted(run.providers.items()):
         for model in sorted(models) or [provider.model]:
             log.note_provider(provider, model)
     log.records = run.records

@@ -1,40 +1,48 @@
 """Run the registered checks over imported third-party recordings (evidence level "third-party").
 
-A check runs on an imported exchange only when all of these hold (`inapplicable_reason` says which failed):
+Every check is offered every imported exchange. It runs on one when all of these hold (`inapplicable_reason`
+says which failed, naming the missing property):
 
 1. the exchange is not excluded (the source's recorder rewrote a body, see store.py);
-2. the check has exactly one probe: a check comparing several exchanges cannot run on one recording;
+2. the check can judge one exchange (`spec.accepts_one`: a single probe, or a check that takes any number of
+   exchanges, `*exchanges`); a pair check (streamed vs non-streamed, parallel vs named…) cannot;
 3. `spec.applicable_to(ex)` holds: its `applies(request)` predicate, and `framing=True` checks need raw
    chunk boundaries, which no imported recording has (every one is framing "joined");
 4. the reply is not one the harness would have retried (429, 408, 409, 502, 503, 504, 529);
-5. the recording could have been the probe's request. The probe's RequestSpec is built with a
-   ProbeContext for the vendor and compared with the imported request on
-   - method, path, body kind (none / JSON object / other) and `stream`;
-   - credentials: a 401/403 (or a 400 that blames the key) proves the key was rejected, so such a
-     recording only stands for probes that send a wrong key, and the others only for a valid key;
-   - every request feature: stream_options.include_usage, tools present, tool_choice, strict tools,
-     response_format type, image / audio / other content-part types, tool results in the history, n,
-     logprobs, prompt size. include_usage is left to the check's own applies() when it declares one
-     (it only adds a final usage chunk);
-   - the probe's own parameters (what it sets beyond the chat.basic baseline, or names as its subject in
-     ctx.chat): stop, max_tokens of a cap probe, logprobs, an unknown model… must be equal;
-   - the recording sends no field beyond the probe's and a benign list (temperature, max_tokens, seed…):
-     reasoning_effort, thinking, vendor options may change the reply;
-   - a capability check (kind "capability": the model must cooperate) needs the probe's own prompt;
-6. the vendor does not declare a `needs` feature unsupported (then the outcome is "unsupported").
+5. the exchange has what the check needs: `unmet(requires, exchange)` (checks/requires.py) is empty. The
+   check's declared `requires=` is the authority (e.g. a delta-index rule needs "streamed, 2xx, the reply
+   carries tool calls"). A check that declares none gets needs derived from its one probe (`from_probe`):
+   method, path, body kind, `stream`, credentials (a 401/403, or a 400 that blames the key, stands only for
+   probes that send a wrong key), everything the probe asks for (tools with its tool_choice, strict tools,
+   a response_format, images, other part types, audio, tool results, n, logprobs, include_usage unless the
+   check's applies() settles it, a large prompt), no tool calls / logprobs / n > 1 in the reply when the
+   probe asks none, the probe's own parameters (what it sets beyond the chat.basic baseline, or names as
+   its subject in ctx.chat: stop, a cap's max_tokens, an unknown model…), no request field beyond the
+   probe's and a benign list (reasoning_effort, thinking, vendor options may change the reply), and for a
+   capability check (the model must cooperate) the probe's own prompt;
+6. the vendor does not declare a `needs` feature unsupported, unless the check observes any reply
+   (`spec.skip_when_unsupported` is False: where reasoning travels, extension fields); then the outcome is
+   "unsupported" for all the vendor's exchanges.
 
 While a check runs, the response headers it reads are traced; if it read one the source's recorder dropped
 or rewrote (or one oaicompat scrubbed, or a gzip Content-Encoding that no longer describes the decoded
 body), the outcome is "not-applicable" whatever the check said. Outcomes come from
-oaicompat.runner.evaluate_exchanges (the runner the plugin uses) with the vendor's Provider, so providers.yaml expectations turn findings into
-expected-quirk. A vendor × check with no applicable recording gets one "not-applicable" record saying why.
+oaicompat.runner.evaluate_exchanges (the runner the plugin uses) with the vendor's Provider, so providers.yaml
+expectations turn findings into expected-quirk.
+
+Records: every (exchange, check) pair gets a decision, never a silent drop. A check that ran gives one record
+per exchange (test `imported::<vendor>/<source>/<file>#<n>::<check>`). The exchanges a check did not run on
+are grouped: one "not-applicable" record per (vendor, check, reason), test
+`imported::<vendor>::<check>::not-applicable-<k>`, model "(imported)", message "not applicable to N of M
+imported exchange(s): <reason>", and `lines` naming each exchange as "exchange <vendor>/<source>/<file>#<n>";
+an "unsupported" vendor × check is one such record listing all its exchanges. Record fields are those of
+results.make_record, so the report and `validate --evidence` read them unchanged.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -42,6 +50,17 @@ from pathlib import Path
 from typing import Any
 
 from ..checks.base import CHECKS, PROBES, CheckSpec, ProbeContext
+from ..checks.requires import (  # noqa: F401  (request_features and credentials are re-exported)
+    BENIGN_FIELDS,
+    FEATURE_FIELDS,
+    LARGE_INPUT_CHARS,
+    Requires,
+    credentials,
+    exchange_features,
+    from_probe,
+    request_features,
+    unmet,
+)
 from ..config import DEFAULT_RETRIES, DEFAULT_TIMEOUTS, Provider, ProvidersConfig
 from ..exchange import Exchange
 from ..outcomes import Outcome
@@ -51,9 +70,6 @@ from ..runner import Target, evaluate_exchanges
 from .formats import RecordingError, load_yaml
 from .store import RecorderProfile, StoredInteraction, load_stored_file
 
-LARGE_INPUT_CHARS = 32_000
-_AUTH_BLAME = re.compile(r"(?i)api[ _-]?key|unauthori[sz]ed|authenticat|invalid[ _-]?token|incorrect[ _-]?key"
-                         r"|invalid[ _-]?credential")
 
 
 def _registered_checks() -> dict[str, CheckSpec]:
@@ -117,108 +133,19 @@ def load_corpus(root: Path = IMPORTED, vendors: Iterable[str] | None = None) -> 
     return corpus
 
 
-# -- request features -------------------------------------------------------------------------------------------
+# -- request features (read in the checks layer, see checks/requires.py) ------------------------------------
 
-def _parts(messages: Any) -> Iterable[dict[str, Any]]:
-    if not isinstance(messages, list):
-        return
-    for m in messages:
-        if isinstance(m, dict) and isinstance(m.get("content"), list):
-            for part in m["content"]:
-                if isinstance(part, dict):
-                    yield part
-
-
-def _text_size(messages: Any) -> int:
-    total = 0
-    if not isinstance(messages, list):
-        return 0
-    for m in messages:
-        if not isinstance(m, dict):
-            continue
-        c = m.get("content")
-        if isinstance(c, str):
-            total += len(c)
-        for part in _parts([m]):
-            if isinstance(part.get("text"), str):
-                total += len(part["text"])
-    return total
-
-
-def _tool_choice(value: Any, has_tools: bool) -> str | None:
-    if value is None:
-        return "auto" if has_tools else None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict):
-        return str(value.get("type") or "function")
-    return type(value).__name__
-
-
-def request_features(method: str, path: str, body: Any, raw: bool) -> dict[str, Any]:
-    """The request features a probe fixes: what must match for an imported exchange to stand for it."""
-    b = body if isinstance(body, dict) else {}
-    tools = b.get("tools")
-    functions = b.get("functions")
-    has_tools = (isinstance(tools, list) and bool(tools)) or (isinstance(functions, list) and bool(functions))
-    rf = b.get("response_format")
-    rtype = rf.get("type") if isinstance(rf, dict) else (rf if isinstance(rf, str) else None)
-    so = b.get("stream_options")
-    messages = b.get("messages")
-    parts = list(_parts(messages))
-    n = b.get("n")
-    return {
-        "method": method.upper(),
-        "path": path,
-        "body": "none" if not raw else ("json-object" if isinstance(body, dict) else "not-a-json-object"),
-        "stream": b.get("stream") is True,
-        "include_usage": isinstance(so, dict) and so.get("include_usage") is True,
-        "tools": has_tools,
-        "tool_choice": _tool_choice(b.get("tool_choice", b.get("function_call")), has_tools),
-        "response_format": None if rtype in (None, "text") else str(rtype),
-        "strict_tools": isinstance(tools, list) and any(
-            isinstance(t, dict) and isinstance(t.get("function"), dict) and t["function"].get("strict") is True
-            for t in tools),
-        "images": any(p.get("type") in ("image_url", "input_image", "image") or "image_url" in p for p in parts),
-        "part_types": sorted({str(p.get("type")) for p in parts} - {"text", "image_url"}),
-        "audio": any(p.get("type") in ("input_audio", "audio") for p in parts) or bool(b.get("audio")),
-        "tool_results": isinstance(messages, list) and any(
-            isinstance(m, dict) and m.get("role") in ("tool", "function") for m in messages),
-        "n": n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1,
-        "logprobs": b.get("logprobs") is True,
-        "large_input": _text_size(messages) > LARGE_INPUT_CHARS,
-    }
-
-
-SHAPE_KEYS = ("method", "path", "body", "stream")
-# features a check's own applies() may settle: include_usage only adds a final usage chunk to a stream
-ADDITIVE_KEYS = ("include_usage",)
-# body fields that request_features already covers, or that carry the conversation itself
-FEATURE_FIELDS = frozenset({"model", "messages", "stream", "stream_options", "tools", "functions", "tool_choice",
-                            "function_call", "response_format", "n", "logprobs", "audio", "modalities"})
 # fields whose value a probe sets only incidentally (the baseline probe sets them too), unless it names them
 # as its subject
 INCIDENTAL_FIELDS = frozenset({"max_tokens", "temperature"})
 BASELINE_PROBE = "chat.basic"
-# fields an imported request may carry that the probe does not, without changing the reply's shape
-BENIGN_FIELDS = frozenset({"model", "messages", "stream", "temperature", "top_p", "top_k", "max_tokens",
-                           "max_completion_tokens", "seed", "user", "stop", "frequency_penalty", "presence_penalty",
-                           "repetition_penalty", "min_p", "provider", "models", "transforms", "route"})
 # a reply the harness itself would have retried says nothing about the rule (rate limits, overload)
 TRANSIENT_STATUSES = frozenset({408, 409, 429, 502, 503, 504, 529})
 
 
 def imported_features(ex: Exchange) -> dict[str, Any]:
-    return request_features(ex.request.method, ex.request.path, ex.request.json, bool(ex.request.body))
-
-
-def credentials(ex: Exchange) -> str:
-    """'rejected' when the response proves the credentials were not valid, else 'accepted'."""
-    if ex.status in (401, 403):
-        return "rejected"
-    if ex.status == 400 and _AUTH_BLAME.search(ex.text[:4000]):
-        return "rejected"
-    return "accepted"
+    """Every property a check may require, read from the exchange's request and reply."""
+    return exchange_features(ex)
 
 
 _PROBE_AUTH = {"provider": "accepted", "wrong": "rejected"}
@@ -236,12 +163,11 @@ class _SubjectContext(ProbeContext):
 
 @dataclass(frozen=True)
 class ProbeShape:
-    features: dict[str, Any] | None
-    auth: str | None                      # "accepted" / "rejected" / None (no key: not visible in a recording)
-    params: dict[str, Any] = field(default_factory=dict)   # the probe's deliberate parameters: must be equal
-    messages: Any = None                  # capability checks: the conversation must be the probe's own
-    body_keys: tuple[str, ...] = ()       # every field the probe sends
-    problem: str | None = None            # why no imported exchange can stand for this probe
+    """What an exchange needs for a check to run on it: the check's declared `requires`, or needs derived
+    from its single probe (checks/requires.py from_probe). `problem` says why no exchange can stand for it."""
+    requires: Requires | None
+    problem: str | None = None
+    derived: bool = False                 # True when read from the probe, not declared by the check
 
 
 def _body_of(rs: Any) -> Any:
@@ -258,20 +184,25 @@ def _null_free(body: Any) -> dict[str, Any]:
 
 
 def probe_shape(spec: CheckSpec, provider: Provider, model: str) -> ProbeShape:
+    if not spec.accepts_one:
+        return ProbeShape(None, problem=f"the check compares {len(spec.probes)} exchanges (probes "
+                                        f"{', '.join(spec.probes)}); an imported recording is one exchange")
+    if spec.requires is not None:
+        return ProbeShape(spec.requires)
     if len(spec.probes) != 1:
-        return ProbeShape(None, None, problem=f"the check compares {len(spec.probes)} exchanges (probes "
-                                              f"{', '.join(spec.probes)}); an imported recording is one exchange")
+        return ProbeShape(None, problem=f"the check takes several exchanges ({', '.join(spec.probes)}) and "
+                                        f"declares no requires= saying what one of them must carry")
     probe = PROBES.get(spec.probes[0])
     if probe is None:
-        return ProbeShape(None, None, problem=f"probe {spec.probes[0]!r} is not registered")
+        return ProbeShape(None, problem=f"probe {spec.probes[0]!r} is not registered")
     ctx = _SubjectContext(provider, model)
     try:
         rs = probe.build(ctx)
     except Exception as exc:  # noqa: BLE001 - a probe that needs something this vendor entry lacks
-        return ProbeShape(None, None, problem=f"probe {probe.name} cannot be built for {provider.name}: "
-                                              f"{type(exc).__name__}: {exc}")
+        return ProbeShape(None, problem=f"probe {probe.name} cannot be built for {provider.name}: "
+                                        f"{type(exc).__name__}: {exc}")
     if rs.base_url is not None:
-        return ProbeShape(None, None, problem=f"probe {probe.name} targets another base URL ({rs.base_url})")
+        return ProbeShape(None, problem=f"probe {probe.name} targets another base URL ({rs.base_url})")
     body = _body_of(rs)
     features = request_features(rs.method, rs.path, body, bool(rs.body_bytes()))
     baseline: dict[str, Any] = {}
@@ -291,14 +222,15 @@ def probe_shape(spec: CheckSpec, provider: Provider, model: str) -> ProbeShape:
     if isinstance(body, dict) and body.get("model") not in (None, model):   # e.g. a model that does not exist
         params["model"] = body["model"]
     messages = body.get("messages") if spec.kind == "capability" and isinstance(body, dict) else None
-    return ProbeShape(features, _PROBE_AUTH.get(rs.auth), params, messages, tuple(_null_free(body)))
+    requires = from_probe(features, auth=_PROBE_AUTH.get(rs.auth), params=params,
+                          body_keys=tuple(_null_free(body)), messages=messages)
+    if spec.applies is not None:
+        # a check with its own applies() settles include_usage itself (it only adds a final usage chunk)
+        requires = dataclasses.replace(requires, include_usage=None)
+    return ProbeShape(requires, derived=True)
 
 
 _MISSING = object()
-
-
-def _differences(want: dict[str, Any], have: dict[str, Any], keys: Iterable[str]) -> list[str]:
-    return [f"{k}: probe {want.get(k)!r}, recording {have.get(k)!r}" for k in keys if want.get(k) != have.get(k)]
 
 
 def inapplicable_reason(spec: CheckSpec, item: StoredInteraction, shape: ProbeShape,
@@ -307,8 +239,8 @@ def inapplicable_reason(spec: CheckSpec, item: StoredInteraction, shape: ProbeSh
     if item.excluded or item.exchange is None:
         return f"excluded: {item.excluded or 'no response bytes'}"
     ex = item.exchange
-    if shape.problem:
-        return shape.problem
+    if shape.problem or shape.requires is None:
+        return shape.problem or "the check says nothing about what an exchange must carry"
     if spec.framing and ex.framing != "raw":
         return ("the check needs the raw chunk boundaries and exact bytes; the source kept the body as one "
                 "string (framing joined)")
@@ -317,30 +249,12 @@ def inapplicable_reason(spec: CheckSpec, item: StoredInteraction, shape: ProbeSh
             return "the imported request does not meet the check's applies() precondition"
     except Exception as exc:  # noqa: BLE001 - an applies() that chokes on an odd request
         return f"applies() failed on the imported request: {type(exc).__name__}: {exc}"
-    have = features if features is not None else imported_features(ex)
-    assert shape.features is not None
-    diff = _differences(shape.features, have, SHAPE_KEYS)
-    if diff:
-        return "request shape differs from the probe's: " + "; ".join(diff)
     if ex.status in TRANSIENT_STATUSES:
         return f"the recording got a transient HTTP {ex.status} (the harness retries those)"
-    cred = credentials(ex)
-    if shape.auth != cred:
-        sends = {"accepted": "a valid key", "rejected": "a wrong key"}.get(shape.auth or "", "no key")
-        return f"credentials: the probe sends {sends}; the recording's credentials were {cred}"
-    skip = set(SHAPE_KEYS) | (set(ADDITIVE_KEYS) if spec.applies is not None else set())
-    diff = _differences(shape.features, have, [k for k in shape.features if k not in skip])
-    if diff:
-        return "request differs from the probe's: " + "; ".join(diff)
-    body = _null_free(ex.request.json)
-    diff = [f"{k}: probe {v!r}, recording {body.get(k)!r}" for k, v in shape.params.items() if body.get(k) != v]
-    if diff:
-        return "the probe's own parameters are not in the recording: " + "; ".join(diff)
-    extra = sorted(set(body) - BENIGN_FIELDS - FEATURE_FIELDS - set(shape.body_keys))
-    if extra:
-        return f"the recording sends {', '.join(extra)}, which the probe does not (it may change the reply)"
-    if shape.messages is not None and body.get("messages") != shape.messages:
-        return "a capability check needs the probe's own prompt; the recording asked something else"
+    missing = unmet(shape.requires, ex, features)
+    if missing:
+        origin = "its probe's request" if shape.derived else "its requires="
+        return f"the exchange lacks what the check needs ({origin}): " + "; ".join(missing)
     return None
 
 
@@ -458,18 +372,20 @@ def run_evidence(cfg: ProvidersConfig | None, root: Path = IMPORTED, *, vendors:
 
 def _check_vendor(spec: CheckSpec, provider: Provider, items: list[StoredInteraction],
                   features: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
-    missing = [n for n in spec.needs if not provider.supports_feature(n)]
+    """Every exchange of the vendor gets a decision from this check: a record of its own when the check ran,
+    else a place in one grouped record per (vendor, check, reason), whose `lines` name the exchanges."""
+    missing = [n for n in spec.needs if not provider.supports_feature(n)] if spec.skip_when_unsupported else []
     if missing:
         outcome = Outcome("unsupported", f"unsupported (declared): {provider.name} does not support "
-                                         f"{', '.join(missing)}")
-        return [_aggregate_record(spec, provider, outcome)]
+                                         f"{', '.join(missing)} (all {len(items)} imported exchange(s))")
+        return [_aggregate_record(spec, provider, outcome, [_exchange_ref(i) for i in items])]
     shape = probe_shape(spec, provider, provider.model)
     records: list[dict[str, Any]] = []
-    reasons: Counter = Counter()
+    groups: dict[str, list[StoredInteraction]] = {}
     for item in items:
         reason = inapplicable_reason(spec, item, shape, features.get(id(item)))
         if reason:
-            reasons[_reason_key(reason)] += 1
+            groups.setdefault(_reason_key(reason), []).append(item)
             continue
         outcome = evaluate(spec, item, provider, shape, features.get(id(item)))
         assert item.exchange is not None
@@ -477,24 +393,31 @@ def _check_vendor(spec: CheckSpec, provider: Provider, items: list[StoredInterac
                              model=item.model or provider.model, outcome=outcome, exchanges=[item.exchange])
         record.pop("timing", None)   # third-party recordings carry no arrival times
         records.append(record)
-    if not records:
-        top = "; ".join(f"{n}× {r}" for r, n in reasons.most_common(4))
-        more = len(reasons) - 4
-        msg = (f"not applicable: none of the {len(items)} imported recording(s) of {provider.name} can stand for "
-               f"this check's probe ({top}{f'; and {more} other reason(s)' if more > 0 else ''})")
-        records.append(_aggregate_record(spec, provider, Outcome("not-applicable", msg)))
+    for n, (reason, group) in enumerate(sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))):
+        msg = f"not applicable to {len(group)} of {len(items)} imported exchange(s): {reason}"
+        records.append(_aggregate_record(spec, provider, Outcome("not-applicable", msg),
+                                         [_exchange_ref(i) for i in group], suffix=f"::not-applicable-{n + 1}"))
     return records
 
 
+def _exchange_ref(item: StoredInteraction) -> str:
+    try:
+        rel = item.file.relative_to(IMPORTED).as_posix()
+    except ValueError:
+        rel = Path(*item.file.parts[-3:]).as_posix()
+    return f"{rel}#{item.index}"
+
+
 def _reason_key(reason: str) -> str:
-    # group "request differs …: tools: probe False, recording True; …" by its first difference
-    return reason.split("; ")[0][:200]
+    return reason[:400]
 
 
-def _aggregate_record(spec: CheckSpec, provider: Provider, outcome: Outcome) -> dict[str, Any]:
-    record = make_record(test=f"imported::{provider.name}::{spec.id}", spec=spec, provider=provider,
+def _aggregate_record(spec: CheckSpec, provider: Provider, outcome: Outcome, refs: Iterable[str] = (),
+                      suffix: str = "") -> dict[str, Any]:
+    record = make_record(test=f"imported::{provider.name}::{spec.id}{suffix}", spec=spec, provider=provider,
                          model="(imported)", outcome=outcome, exchanges=[])
     record.pop("timing", None)
+    record["lines"] = [f"exchange {r}" for r in refs]
     return record
 
 

@@ -18,10 +18,11 @@ import binascii
 import json
 import re
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
-from typing import Any, Iterator, NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import yaml
@@ -113,7 +114,7 @@ def _ruby_binary(loader: yaml.SafeLoader, node: yaml.Node) -> bytes:
     try:
         return base64.b64decode("".join(str(text).split()), validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise yaml.constructor.ConstructorError(None, None, f"!binary is not base64: {exc}", node.start_mark)
+        raise yaml.constructor.ConstructorError(None, None, f"!binary is not base64: {exc}", node.start_mark) from exc
 
 
 _RecordingLoader.add_constructor("!binary", _ruby_binary)
@@ -280,7 +281,7 @@ def _status(raw: Any, what: str) -> int | None:
 
 class _VcrInteraction(NamedTuple):
     """One well-formed interaction of a VCR-shaped cassette (vcrpy and Ruby VCR share the shape)."""
-    index: int
+    position: int                       # its index in the cassette
     raw: dict[str, Any]
     where: str                          # "interaction N", for messages
     request: dict[str, Any]
@@ -308,7 +309,7 @@ def _interactions(doc: dict[str, Any], key: str, label: str) -> Iterator[_VcrInt
 
 def read_vcrpy(doc: dict[str, Any]) -> list[RawInteraction]:
     out: list[RawInteraction] = []
-    for i, inter, where, rq, rs, rq_headers, rs_headers in _interactions(doc, "interactions", "vcrpy cassette"):
+    for i, _inter, where, rq, rs, rq_headers, rs_headers in _interactions(doc, "interactions", "vcrpy cassette"):
         if "parsed_body" in rq:
             rq_body = Body("parsed", parsed=rq["parsed_body"],
                            note="the recorder parsed the JSON body and stored the structure, not the bytes")

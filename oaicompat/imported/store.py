@@ -47,7 +47,7 @@ import yaml
 
 from ..exchange import Chunk, Exchange, Framing, Request
 from ..fileio import atomic_write_text, dump_yaml
-from ..scrub import REDACTED, SECRET_HEADERS, redact_keylike
+from ..scrub import REDACTED, redact_keylike
 from .formats import (
     MAX_FILE_BYTES,
     Body,
@@ -197,7 +197,8 @@ def _encode_bytes(data: bytes) -> dict[str, str]:
         return {"body_base64": base64.b64encode(data).decode("ascii")}
     # YAML cannot carry every code point faithfully (e.g. lone C1 controls are fine, but be safe): verify
     try:
-        if yaml.load(dump_yaml(text), Loader=yaml.CSafeLoader if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader) == text:
+        loader = yaml.CSafeLoader if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader
+        if yaml.load(dump_yaml(text), Loader=loader) == text:
             return {"body": text}
     except yaml.YAMLError:
         pass
@@ -601,7 +602,9 @@ def _same_import(path: Path, doc: dict[str, Any]) -> str | None:
         return None
     if not isinstance(old, dict):
         return None
-    strip = lambda d: {k: v for k, v in d.items() if k != "imported_at"}
+    def strip(d: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in d.items() if k != "imported_at"}
+
     return old.get("imported_at") if strip(old) == strip(doc) else None
 
 
@@ -813,7 +816,7 @@ def _stored_to_exchange(inter: dict[str, Any], vendor: str, path: Path, shown: s
     else:
         chunks = (Chunk(0.0, rs_bytes),) if rs_bytes else ()
         ex_framing = "joined"
-    headers, untrusted = _view_headers(rs, rs_bytes if view is None else b"")
+    headers, untrusted = _view_headers(rs, (rs_bytes or b"") if view is None else b"")
     if view is not None:   # the shown bytes are not the stored ones: length/encoding headers describe neither
         untrusted += [k.lower() for k, _ in headers if k.lower() in ("content-length", "content-encoding")]
         headers = tuple((k, v) for k, v in headers if k.lower() not in ("content-length", "content-encoding"))

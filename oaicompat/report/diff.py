@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .basics import FAILING, QUIRK_OUTCOMES, Merged, aggregate, slug, text
+from .render import html_environment, md
+from .views import RunInfo
 
 # outcomes that judged the check against the provider; losing one of these is lost coverage
 JUDGED = frozenset({"pass", "info", "expected-quirk", "unexpected-quirk"})
@@ -21,8 +23,6 @@ JUDGED = frozenset({"pass", "info", "expected-quirk", "unexpected-quirk"})
 NOT_JUDGED = frozenset({"blocked", "not-recorded", "not-applicable", "not-configured", "unsupported", "error",
                         "unavailable", "missing"})
 SHOWN = 10          # ids listed per provider and kind of change in the text and markdown renderings
-from .render import html_environment, md
-from .views import RunInfo
 
 
 @dataclass(frozen=True)

@@ -191,7 +191,11 @@ def build_from_merged(merged: Merged, catalogue: Catalogue | None = None, config
             check_quirks[check].update(str(q) for q in (declared if isinstance(declared, dict) else ()))
     for pname in configured_only:
         models[pname] = {config.providers[pname].model: None} if config else {}
-    ordered = sorted(checks, key=lambda c: (area_rank(text(checks[c].get("area"), 80)), text(checks[c].get("area"), 80)))
+    def area_key(c: str) -> tuple[tuple[int, str], str]:
+        area = text(checks[c].get("area"), 80)
+        return area_rank(area), area
+
+    ordered = sorted(checks, key=area_key)
 
     columns: list[Column] = []
     cells_by_col: list[list[Cell]] = []

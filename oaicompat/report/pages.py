@@ -189,7 +189,8 @@ def quirk_pages(pages: Sequence[ProviderPage], catalogue: Catalogue | None) -> t
     out: list[QuirkPage] = []
     for qid in ids:
         qdef = catalogue.quirks.get(qid) if catalogue is not None else None
-        vendors = tuple(VendorView(v.vendor, v.level, v.source, safe_url(v.source)) for v in qdef.vendors) if qdef else ()
+        vendors = (tuple(VendorView(v.vendor, v.level, v.source, safe_url(v.source)) for v in qdef.vendors)
+                   if qdef else ())
         out.append(QuirkPage(ref=quirk_ref(qid, catalogue), area=qdef.area if qdef else text(qid.split(".")[0], 80),
                              definition=qdef, occurrences=tuple(occ.get(qid, ())), declared_by=tuple(decl.get(qid, ())),
                              vendors=vendors))

@@ -70,7 +70,8 @@ def synthetic_results(n_providers: int = 5, n_checks: int = 30, seed: int = 7,
                 sse = area == "streaming"
                 ctype, body = _body(rng, model, sse)
                 ev: dict[str, Any] = {
-                    "level": level, "request": f"POST /v1/chat/completions {{\"model\": \"{model}\", \"stream\": {str(sse).lower()}}}",
+                    "level": level,
+                    "request": "POST /v1/chat/completions " + json.dumps({"model": model, "stream": sse}),
                     "status": 200, "content_type": ctype, "body_head": body, "failure": None,
                 }
                 if level != "live":

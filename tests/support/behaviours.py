@@ -2515,7 +2515,8 @@ def tools_no_index(chunks: list[Any], req: Req) -> None:
 
 
 @emulates("tools.delta-index-collision", "chunks",
-          also=("tools.delta-repeats-id-name", "tools.delta-arguments-invalid-json"))
+          also=("tools.delta-repeats-id-name", "tools.delta-arguments-invalid-json",
+                "tools.delta-continuation-extras"))
 def tools_index_zero(chunks: list[Any], req: Req) -> None:
     """EMULATED: streamed parallel calls all use index 0. Also raises tools.delta-repeats-id-name (later deltas
     at index 0 carry the second call's id and name) and tools.delta-arguments-invalid-json (the two calls'
@@ -2543,7 +2544,7 @@ def tools_first_no_type(chunks: list[Any], req: Req) -> None:
         entry.pop("type", None)
 
 
-@emulates("tools.delta-repeats-id-name", "chunks")
+@emulates("tools.delta-repeats-id-name", "chunks", also=("tools.delta-continuation-extras",))
 def tools_repeat_id_name(chunks: list[Any], req: Req) -> None:
     """EMULATED: every delta of a streamed call repeats its index, id, type and function name. Source:
     llama-cpp-python (measured), ../shared/reference/llama-server.md."""
@@ -2611,6 +2612,94 @@ def tools_interleaved(chunks: list[Any], req: Req) -> list[Any] | None:
 
 
 
+# -- issue 16: what OpenRouter's traffic shows (informational quirks) ---------------------------------------------
+
+OPENROUTER_USAGE_EXTRAS = {"cost": 0.0000195, "is_byok": False,
+                           "cost_details": {"upstream_inference_cost": None}}
+
+
+@emulates("tools.delta-continuation-extras", "chunks")
+def tools_continuation_extras(chunks: list[Any], req: Req) -> None:
+    """EMULATED: every continuation delta of a streamed call repeats `type`, `role: "assistant"` and
+    `content: null` beside its argument fragment (no id, no name). Source: ../shared/reference/public-recordings.md §5 (OpenRouter, e.g. pydantic/pydantic-ai tests/models/cassettes/test_openrouter/*) and issue 16 (simonw/llm
+    test_tools_streaming_variant_* carry the same shape); breaks no rule of openai-wire.md TOOLS-DELTA-3."""
+    for c, entry in tool_entries(chunks):
+        if not entry.get("id"):
+            entry["type"] = "function"
+            for ch in choices(c):
+                if isinstance(ch.get("delta"), dict) and entry in (ch["delta"].get("tool_calls") or []):
+                    ch["delta"].update(role="assistant", content=None)
+
+
+@emulates("chat.usage-extra-keys", "completion")
+def chat_usage_extras(body: dict, req: Req) -> None:
+    """EMULATED: `usage` carries OpenRouter's `cost`, `is_byok` and `cost_details`. Source: ../shared/reference/public-recordings.md §5 (OpenRouter, e.g. pydantic/pydantic-ai tests/models/cassettes/test_openrouter/*) and issue 16. Breaks no rule of openai-wire.md RESP-4."""
+    if isinstance(body.get("usage"), dict):
+        body["usage"].update(copy.deepcopy(OPENROUTER_USAGE_EXTRAS))
+
+
+@emulates("chat.usage-details-incomplete", "completion")
+def chat_usage_details_incomplete(body: dict, req: Req) -> None:
+    """EMULATED: `prompt_tokens_details` is only `{"cached_tokens": 0}`. Source: ../shared/reference/public-recordings.md §5 (OpenRouter, e.g. pydantic/pydantic-ai tests/models/cassettes/test_openrouter/*) and issue 16. Breaks no rule of openai-wire.md RESP-4."""
+    if isinstance(body.get("usage"), dict):
+        body["usage"]["prompt_tokens_details"] = {"cached_tokens": 0}
+
+
+@emulates("chat.system-fingerprint-absent", "completion")
+def chat_no_fingerprint(body: dict, req: Req) -> None:
+    """EMULATED: the reply has no `system_fingerprint` key. Source: ../shared/reference/public-recordings.md §5 (OpenRouter, e.g. pydantic/pydantic-ai tests/models/cassettes/test_openrouter/*) and issue 16. Breaks no rule of openai-wire.md RESP-5."""
+    body.pop("system_fingerprint", None)
+
+
+@emulates("chat.service-tier-absent", "completion")
+def chat_no_service_tier(body: dict, req: Req) -> None:
+    """EMULATED: the reply has no `service_tier` key. Source: ../shared/reference/public-recordings.md §5 (OpenRouter, e.g. pydantic/pydantic-ai tests/models/cassettes/test_openrouter/*) and issue 16. Breaks no rule of openai-wire.md RESP-5."""
+    body.pop("service_tier", None)
+
+
+@emulates("stream.usage-extra-keys", "chunks")
+def stream_usage_extras(chunks: list[Any], req: Req) -> None:
+    """EMULATED: the streamed usage carries OpenRouter's `cost`, `is_byok` and `cost_details`. Source: ../shared/reference/public-recordings.md §5 (OpenRouter, e.g. pydantic/pydantic-ai tests/models/cassettes/test_openrouter/*) and issue 16. Breaks no rule of openai-wire.md RESP-4."""
+    uc = usage_chunk(chunks)
+    if uc is not None:
+        uc["usage"].update(copy.deepcopy(OPENROUTER_USAGE_EXTRAS))
+
+
+@emulates("stream.usage-details-incomplete", "chunks")
+def stream_usage_details_incomplete(chunks: list[Any], req: Req) -> None:
+    """EMULATED: the streamed usage's `prompt_tokens_details` is only `{"cached_tokens": 0}`. Source: ../shared/reference/public-recordings.md §5 (OpenRouter, e.g. pydantic/pydantic-ai tests/models/cassettes/test_openrouter/*) and issue 16. Breaks no rule of openai-wire.md RESP-4."""
+    uc = usage_chunk(chunks)
+    if uc is not None:
+        uc["usage"]["prompt_tokens_details"] = {"cached_tokens": 0}
+
+
+@emulates("stream.system-fingerprint-absent", "chunks")
+def stream_no_fingerprint(chunks: list[Any], req: Req) -> None:
+    """EMULATED: no chunk has a `system_fingerprint` key. Source: ../shared/reference/public-recordings.md §5 (OpenRouter, e.g. pydantic/pydantic-ai tests/models/cassettes/test_openrouter/*) and issue 16. Breaks no rule of openai-wire.md RESP-5."""
+    for c in chunk_objects(chunks):
+        c.pop("system_fingerprint", None)
+
+
+@emulates("stream.service-tier-absent", "chunks")
+def stream_no_service_tier(chunks: list[Any], req: Req) -> None:
+    """EMULATED: no chunk has a `service_tier` key. Source: ../shared/reference/public-recordings.md §5 (OpenRouter, e.g. pydantic/pydantic-ai tests/models/cassettes/test_openrouter/*) and issue 16. Breaks no rule of openai-wire.md RESP-5."""
+    for c in chunk_objects(chunks):
+        c.pop("service_tier", None)
+
+
+@emulates("stream.empty-delta", "chunks")
+def stream_empty_delta(chunks: list[Any], req: Req) -> list[Any] | None:
+    """EMULATED: after the role chunk, a text stream sends a chunk whose delta is `{"content": ""}`. Source:
+    ../shared/reference/public-recordings.md §5 (OpenRouter, e.g. pydantic/pydantic-ai tests/models/cassettes/test_openrouter/*) and issue 16 (mirascope's claude-3.5-sonnet stream, crmne/ruby_llm's mistral streams). Breaks no rule of openai-wire.md STREAM-7."""
+    objs = chunk_objects(chunks)
+    if not text_stream(req) or not objs or not objs[0].get("choices"):
+        return None
+    empty = clone(objs[0])
+    empty["choices"][0]["delta"] = {"content": ""}
+    at = index_of(chunks, objs[0]) + 1
+    return chunks[:at] + [empty] + chunks[at:]
+
+
 # -- running the suite in process --------------------------------------------------------------------------
 
 # Short reprs: asyncio.run (Python 3.11) reprs the main task's result when it restores the SIGINT handler, and
@@ -2643,7 +2732,7 @@ class SuiteRun:
 
     def quirks(self) -> dict[str, str]:
         """quirk id → the check that raised it."""
-        return {r.quirk: cid for cid, r in self.checks.items() if r.quirk}
+        return {q: cid for cid, r in self.checks.items() if r.quirk for q in r.outcome.quirks}
 
     def by_outcome(self, *names: str) -> dict[str, CheckRun]:
         return {cid: r for cid, r in self.checks.items() if r.outcome.name in names}

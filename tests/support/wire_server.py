@@ -28,8 +28,9 @@ import struct
 import threading
 import time
 import zlib
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Awaitable, Callable, Iterable, Mapping
+from typing import Any
 
 Handler = Callable[["WireRequest", "WireResponse"], Awaitable[None]]
 
@@ -145,7 +146,7 @@ class WireServer:
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
 
-    def start(self) -> "WireServer":
+    def start(self) -> WireServer:
         ready = threading.Event()
 
         def run() -> None:
@@ -226,7 +227,7 @@ class WireServer:
 # -- rendering a handler in process (no socket) --------------------------------------------------------
 
 class _CaptureTransport:
-    def __init__(self, sink: "Rendered") -> None:
+    def __init__(self, sink: Rendered) -> None:
         self.sink = sink
 
     def abort(self) -> None:
@@ -237,7 +238,7 @@ class _CaptureTransport:
 
 
 class _CaptureWriter:
-    def __init__(self, sink: "Rendered") -> None:
+    def __init__(self, sink: Rendered) -> None:
         self.sink = sink
         self.transport = _CaptureTransport(sink)
 
@@ -533,7 +534,7 @@ PART_TYPES = frozenset({"text", "image_url", "input_audio", "file", "refusal"})
 class Req:
     """One request, parsed leniently: behaviours and the reference read it through these helpers."""
 
-    def __init__(self, wire: WireRequest, ref: "Reference", body: Any = ..., parsed: bool | None = None) -> None:
+    def __init__(self, wire: WireRequest, ref: Reference, body: Any = ..., parsed: bool | None = None) -> None:
         self.wire = wire
         self.ref = ref
         self.conn = wire.conn
@@ -557,7 +558,7 @@ class Req:
     def has(self, name: str) -> bool:
         return isinstance(self.json, dict) and self.json.get(name) is not None
 
-    def with_json(self, **changes: Any) -> "Req":
+    def with_json(self, **changes: Any) -> Req:
         """The same request with body fields changed (None removes a field): for regenerating a reply."""
         body = dict(self.json) if isinstance(self.json, dict) else {}
         for key, value in changes.items():
@@ -1176,7 +1177,7 @@ class Reference:
         gen = gen or self.generate(req)
         usage = isinstance(req.field("stream_options"), dict) and req.field("stream_options").get("include_usage") is True
         base = {"id": self.completion_id(req), "object": "chat.completion.chunk", "created": CREATED,
-                "model": req.field("model"), "system_fingerprint": FINGERPRINT}
+                "model": req.field("model"), "service_tier": "default", "system_fingerprint": FINGERPRINT}
         extra = {"usage": None} if usage else {}
 
         def chunk(index: int, delta: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> dict[str, Any]:
