@@ -169,6 +169,8 @@ def draft_for(provider: str, quirk: str, exp: Expectation | None, shown: Sequenc
             if any(record_source(r) == cited for r in clean):
                 return Draft(provider, quirk, "remove", note=f"{len(clean)} exchange(s) passed, none shows it, "
                                                              f"including those of its source {cited}")
+        if exp.intermittent:
+            return None          # declared as seen in some exchanges only: passes are passes
         return (f"{provider}: {quirk} is declared ({exp.source}) but {len(clean)} judged exchange(s) passed and none "
                 f"shows it; kept (documented); scope it or mark it intermittent if the document says it is rare")
     if exp is not None and _fits(exp, shown, clean):
