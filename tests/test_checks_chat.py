@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from oaicompat.checks import chat
 from oaicompat.checks.base import CHECKS, Finding, QuirkFound, spec_of
 from oaicompat.exchange import Chunk, Exchange, TransportFailure
-from tests.exchanges import blocked_by, passes, quirk_of, completion, json_exchange, request
+from tests.exchanges import blocked_by, completion, json_exchange, passes, quirk_of, request
 
 BASIC_REQ = {"model": "m", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16, "temperature": 0}
 PARTS_REQ = {**BASIC_REQ, "messages": [{"role": "user", "content": [{"type": "text", "text": "Say hello."}]}]}

@@ -12,8 +12,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from oaicompat.checks import context
-from oaicompat.checks.base import (CHECKS, PROBES, Blocked, Finding, NotApplicable, Observation, ProbeContext,
-                                   QuirkFound, Violation, spec_of)
+from oaicompat.checks.base import (
+    CHECKS,
+    PROBES,
+    Blocked,
+    Finding,
+    NotApplicable,
+    Observation,
+    ProbeContext,
+    QuirkFound,
+    Violation,
+    spec_of,
+)
 from oaicompat.config import parse_providers
 from oaicompat.exchange import Attempt, Chunk, Exchange, TransportFailure
 from tests.exchanges import chunk, completion, json_exchange, request, sse_exchange

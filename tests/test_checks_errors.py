@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from oaicompat.checks import errors
 from oaicompat.checks.base import CHECKS, PROBES, Finding, Observation, ProbeContext, QuirkFound, QuirksFound, spec_of
 from oaicompat.config import load_providers
-from oaicompat.paths import PROVIDERS_FILE
 from oaicompat.exchange import Chunk, Exchange, TransportFailure
-from tests.exchanges import blocked_by, passes, quirk_of, completion, json_exchange, request
+from oaicompat.paths import PROVIDERS_FILE
+from tests.exchanges import blocked_by, completion, json_exchange, passes, quirk_of, request
 
 BASIC = json_exchange(completion())
 PROVIDER = next(iter(load_providers(PROVIDERS_FILE, {}).providers.values()))

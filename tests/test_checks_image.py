@@ -15,8 +15,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from oaicompat.checks import image
-from oaicompat.checks.base import (CHECKS, PROBES, Blocked, Finding, Observation, ProbeContext, QuirkFound,
-                                   Violation, spec_of)
+from oaicompat.checks.base import (
+    CHECKS,
+    PROBES,
+    Blocked,
+    Finding,
+    Observation,
+    ProbeContext,
+    QuirkFound,
+    Violation,
+    spec_of,
+)
 from oaicompat.config import parse_providers
 from oaicompat.exchange import Chunk, Exchange, TransportFailure
 from oaicompat.paths import FIXTURES

@@ -16,7 +16,7 @@ from oaicompat.checks.base import CHECKS, PROBES, Finding, Observation, ProbeCon
 from oaicompat.config import load_providers
 from oaicompat.exchange import Chunk, Exchange, TransportFailure
 from oaicompat.paths import PROVIDERS_FILE
-from tests.exchanges import blocked_by, passes, quirk_of, completion, json_exchange, request
+from tests.exchanges import blocked_by, completion, json_exchange, passes, quirk_of, request
 
 PROVIDER = next(iter(load_providers(PROVIDERS_FILE, {}).providers.values()))
 ERROR = {"error": {"message": "Unrecognized request argument supplied", "type": "invalid_request_error",

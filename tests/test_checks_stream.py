@@ -4,7 +4,8 @@ raises exactly its quirk id, failures other checks own are Blocked, and no bytes
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings

@@ -24,12 +24,14 @@ from oaicompat.config import Expectation, ProvidersConfig
 from oaicompat.exchange import Chunk, Exchange, Request
 from oaicompat.imported import cli as icli
 from oaicompat.imported import evidence as ev
+from oaicompat.imported import store as store_mod
 from oaicompat.imported.formats import (
     MAX_BODY_BYTES,
     RecordingError,
     load_yaml,
     read_recording,
 )
+from oaicompat.imported.profiles import RecorderTableError, load_table, parse_table
 from oaicompat.imported.store import (
     PROFILES,
     StoredInteraction,
@@ -38,8 +40,6 @@ from oaicompat.imported.store import (
     profile_for,
     redact_text,
 )
-from oaicompat.imported import store as store_mod
-from oaicompat.imported.profiles import RecorderTableError, load_table, parse_table
 from oaicompat.imported.vendors import NO_MODEL, model_of, relative_path, sniff_vendor, vendor_for_url
 from oaicompat.paths import IMPORTED
 from oaicompat.transport import RequestSpec

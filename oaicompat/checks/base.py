@@ -19,8 +19,9 @@ from __future__ import annotations
 import inspect
 import json
 import reprlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Literal, Mapping, Sequence, TypeGuard
+from typing import Any, Literal, TypeGuard
 
 import jsonschema
 
@@ -143,8 +144,11 @@ class Probe:
 PROBES: dict[str, Probe] = {}
 
 
-def probe(name: str, *, fresh: bool = False) -> Callable[[Callable[[ProbeContext], RequestSpec]], Callable[[ProbeContext], RequestSpec]]:
-    def register(fn: Callable[[ProbeContext], RequestSpec]) -> Callable[[ProbeContext], RequestSpec]:
+ProbeBuilder = Callable[[ProbeContext], RequestSpec]
+
+
+def probe(name: str, *, fresh: bool = False) -> Callable[[ProbeBuilder], ProbeBuilder]:
+    def register(fn: ProbeBuilder) -> ProbeBuilder:
         if name in PROBES:
             raise ValueError(f"probe {name!r} registered twice")
         PROBES[name] = Probe(name, fn, fresh, (fn.__doc__ or "").strip())
@@ -291,7 +295,8 @@ def response_json(ex: Exchange, owner: str) -> Any:
 def require_success(ex: Exchange, owner: str) -> dict[str, Any]:
     """A 2xx JSON object body, else Blocked (the `owner` check reports the rejection)."""
     if ex.status is None or not 200 <= ex.status < 300:
-        what = f"HTTP {ex.status}" if ex.status is not None else f"no response ({ex.failure.kind if ex.failure else '?'})"
+        failed = ex.failure.kind if ex.failure else "?"
+        what = f"HTTP {ex.status}" if ex.status is not None else f"no response ({failed})"
         raise Blocked(f"the request was not answered with success: {what}", owner, ex)
     body = response_json(ex, owner)
     if not isinstance(body, dict):
@@ -334,7 +339,7 @@ def schema_error(instance: Any, schema: Any) -> str | None:
         return None
     try:
         cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-        cls.check_schema(schema)
+        cls.check_schema(schema)  # type: ignore[arg-type]  # a boolean schema is valid JSON Schema
         error = jsonschema.exceptions.best_match(cls(schema).iter_errors(instance))
     except (jsonschema.exceptions.SchemaError, RecursionError):
         return None

@@ -11,10 +11,23 @@ from typing import Any
 
 from ..exchange import Exchange
 from ..transport import RequestSpec
-from .base import (is_int, raise_all, Blocked, Observation, ProbeContext, QuirkFound, check, compact, evidence, first_choice,
-                   probe, request_line, require_success, status_line)
-from .common import (CHAT_STATUS, FINISH_REASONS, guard_basic, json_body, reply_body, require_accepted,
-                     usage_quirks)
+from .base import (
+    Blocked,
+    Observation,
+    ProbeContext,
+    QuirkFound,
+    check,
+    compact,
+    evidence,
+    first_choice,
+    is_int,
+    probe,
+    raise_all,
+    request_line,
+    require_success,
+    status_line,
+)
+from .common import CHAT_STATUS, FINISH_REASONS, guard_basic, json_body, reply_body, require_accepted, usage_quirks
 from .requires import OK, OK_NO_LOGPROBS, OK_NO_TOOLS, OK_ONE, OK_TEXT
 
 
@@ -82,7 +95,8 @@ def model_is_string(ex: Exchange) -> None:
     body = _body(ex)
     value = body.get("model")
     if not isinstance(value, str) or not value:
-        raise QuirkFound("chat.model-missing", f"model is {value!r}", ex, evidence(ex, f"< \"model\": {compact(value)}"))
+        raise QuirkFound("chat.model-missing", f"model is {value!r}", ex,
+                         evidence(ex, f"< \"model\": {compact(value)}"))
 
 
 @check("chat.choices", rule="RESP-CHOICE-2", probes=["chat.basic"], quirks=["chat.choices-not-one"], requires=OK_ONE)
@@ -136,7 +150,8 @@ def message_content_is_string(ex: Exchange) -> None:
                          evidence(ex, f"< \"content\": {compact(content)}"))
 
 
-@check("chat.finish-reason", rule="RESP-CHOICE-3", probes=["chat.basic"], quirks=["chat.finish-reason-invalid"], requires=OK)
+@check("chat.finish-reason", rule="RESP-CHOICE-3", probes=["chat.basic"], quirks=["chat.finish-reason-invalid"],
+       requires=OK)
 def finish_reason_in_enum(ex: Exchange) -> None:
     """`finish_reason` is one of stop, length, tool_calls, content_filter, function_call (never null)."""
     choice = first_choice(_body(ex), CHAT_STATUS, ex)
@@ -275,7 +290,8 @@ def openai_optional_fields_present(ex: Exchange) -> None:
     raise_all(found)
 
 
-@check("chat.tool-calls-absent", rule="RESP-MSG-2", probes=["chat.basic"], quirks=["chat.tool-calls-empty-array"], requires=OK_NO_TOOLS)
+@check("chat.tool-calls-absent", rule="RESP-MSG-2", probes=["chat.basic"], quirks=["chat.tool-calls-empty-array"],
+       requires=OK_NO_TOOLS)
 def no_tool_calls_without_tools(ex: Exchange) -> None:
     """Without tools, the message carries no `tool_calls` (omitted or null, not an empty array)."""
     message = _message(ex)
@@ -285,7 +301,8 @@ def no_tool_calls_without_tools(ex: Exchange) -> None:
                          evidence(ex, f"< \"message\": {compact(message)}"))
 
 
-@check("chat.logprobs-null", rule="RESP-LOGPROB-2", probes=["chat.basic"], quirks=["chat.logprobs-unrequested"], requires=OK_NO_LOGPROBS)
+@check("chat.logprobs-null", rule="RESP-LOGPROB-2", probes=["chat.basic"], quirks=["chat.logprobs-unrequested"],
+       requires=OK_NO_LOGPROBS)
 def logprobs_null_when_not_requested(ex: Exchange) -> None:
     """Without `logprobs: true`, `choices[0].logprobs` is null."""
     choice = first_choice(_body(ex), CHAT_STATUS, ex)

@@ -21,8 +21,20 @@ from typing import Any
 
 from ..exchange import Exchange, Request
 from ..transport import RequestSpec
-from .base import (Blocked, NotApplicable, Observation, ProbeContext, QuirkFound, Violation, check, clip, compact,
-                   evidence, probe, status_line)
+from .base import (
+    Blocked,
+    NotApplicable,
+    Observation,
+    ProbeContext,
+    QuirkFound,
+    Violation,
+    check,
+    clip,
+    compact,
+    evidence,
+    probe,
+    status_line,
+)
 from .common import CHAT_STATUS, CHAT_USAGE, error_envelope_problem, outcome
 from .streamview import event_line, stream_view
 
@@ -221,7 +233,8 @@ def overflow_is_400(ex: Exchange) -> None:
                      ex, evidence(ex, usage_line))
 
 
-@check("context.overflow-envelope", rule="ERR-1", probes=["context.overflow"], quirks=["context.overflow-not-enveloped"],
+@check("context.overflow-envelope", rule="ERR-1", probes=["context.overflow"],
+       quirks=["context.overflow-not-enveloped"],
        applies=is_context_probe)
 def overflow_error_has_envelope(ex: Exchange) -> None:
     """The context-overflow refusal carries the OpenAI error envelope (error.message, error.type)."""
@@ -368,7 +381,8 @@ def max_tokens_beyond_window_refused(ex: Exchange) -> list[Observation]:
                      f"prompt_tokens {prompt_tokens} + max_tokens {max_tokens} exceed the {plan.limit}-token window, "
                      f"yet the request was answered HTTP {ex.status} with {completion_tokens} completion tokens "
                      f"(finish_reason {finish!r}): max_tokens was lowered to what the window leaves",
-                     ex, evidence(ex, f"< \"usage\": {compact(body.get('usage'))}, \"finish_reason\": {compact(finish)}"))
+                     ex, evidence(ex, f"< \"usage\": {compact(body.get('usage'))}, "
+                                      f"\"finish_reason\": {compact(finish)}"))
 
 
 # -- what the provider says its window is ---------------------------------------------------------

@@ -8,7 +8,8 @@ auth before routing) is reported as "indistinguishable" rather than "present".
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 

@@ -11,12 +11,26 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ..exchange import Exchange
 from ..transport import RequestSpec
-from .base import (Blocked, Observation, ProbeContext, QuirkFound, body_line, check, clip, compact, evidence,
-                   probe, raise_all, request_line, status_line)
+from .base import (
+    Blocked,
+    Observation,
+    ProbeContext,
+    QuirkFound,
+    body_line,
+    check,
+    clip,
+    compact,
+    evidence,
+    probe,
+    raise_all,
+    request_line,
+    status_line,
+)
 from .common import error_message, guard_basic, json_body
 from .requires import ANY_OK, ANY_REPLY, REJECTED
 
@@ -326,7 +340,8 @@ def error_envelope(*exs: Exchange) -> None:
                for quirk, group in by_quirk.items()])
 
 
-@check("errors.code-type", rule="ERR-1", probes=list(ERROR_PROBES), quirks=["errors.code-type-mismatch"], requires=REJECTED)
+@check("errors.code-type", rule="ERR-1", probes=list(ERROR_PROBES), quirks=["errors.code-type-mismatch"],
+       requires=REJECTED)
 def error_code_is_string(*exs: Exchange) -> None:
     """`error.code` is a string or null (not the HTTP status as a number)."""
     objs = [(n, e, o) for n, e in _named(exs) if _is_error(e) and (o := error_object(e)) is not None]
@@ -339,7 +354,8 @@ def error_code_is_string(*exs: Exchange) -> None:
                          _lines([(n, e) for n, e, _ in bad]))
 
 
-@check("errors.error-content-type", rule="ERR-2", probes=list(ERROR_PROBES), quirks=["errors.content-type-not-json"], requires=REJECTED)
+@check("errors.error-content-type", rule="ERR-2", probes=list(ERROR_PROBES), quirks=["errors.content-type-not-json"],
+       requires=REJECTED)
 def error_content_type_is_json(*exs: Exchange) -> None:
     """Error replies with a body are sent as application/json (a media type ending in json)."""
     errors = [(n, e) for n, e in _named(exs) if _is_error(e) and e.body]
@@ -410,7 +426,8 @@ def rate_limit_headers(ex: Exchange) -> list[Observation]:
     return [Observation("rate-limit-headers", found or None)]
 
 
-@check("errors.rate-limit-values", rule="HDR-3", probes=["chat.basic"], quirks=["errors.rate-limit-headers-malformed"], requires=ANY_OK)
+@check("errors.rate-limit-values", rule="HDR-3", probes=["chat.basic"],
+       quirks=["errors.rate-limit-headers-malformed"], requires=ANY_OK)
 def rate_limit_values(ex: Exchange) -> list[Observation]:
     """x-ratelimit-* headers, when sent, hold non-negative integers (remaining ≤ limit) and durations."""
     if ex.status is None:

@@ -21,8 +21,20 @@ from typing import Any
 from ..exchange import Exchange, Request
 from ..paths import FIXTURES
 from ..transport import RequestSpec
-from .base import (Blocked, Observation, ProbeContext, QuirkFound, Violation, check, clip, compact, evidence,
-                   first_choice, probe, require_success)
+from .base import (
+    Blocked,
+    Observation,
+    ProbeContext,
+    QuirkFound,
+    Violation,
+    check,
+    clip,
+    compact,
+    evidence,
+    first_choice,
+    probe,
+    require_success,
+)
 from .common import CHAT_CONTENT_PARTS, CHAT_STATUS, CHAT_USAGE, error_envelope_problem, outcome
 
 TEST_IMAGE = FIXTURES / "inputs" / "red-64x64.png"

@@ -8,15 +8,29 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Any
-
 
 from ..exchange import Exchange, Request
 from ..paths import SCHEMAS
 from ..transport import RequestSpec
-from .base import (error_shape, schema_error, is_int, parse_json, Blocked, Observation, ProbeContext, QuirkFound, check, clip, compact, evidence, first_choice,
-                   probe, require_success)
+from .base import (
+    Blocked,
+    Observation,
+    ProbeContext,
+    QuirkFound,
+    check,
+    clip,
+    compact,
+    error_shape,
+    evidence,
+    first_choice,
+    is_int,
+    parse_json,
+    probe,
+    require_success,
+    schema_error,
+)
 from .common import require_200_object
 from .requires import OK_JSON_OBJECT
 
@@ -36,7 +50,7 @@ SCHEMA_CUT = "json.schema-cut-length"
 
 # -- probes -----------------------------------------------------------------------------------------
 
-@lru_cache(maxsize=None)
+@cache
 def _schema_text(name: str) -> str:
     return (PROBE_SCHEMAS / name).read_text(encoding="utf-8")
 
@@ -203,7 +217,8 @@ def object_accepted(ex: Exchange) -> None:
     require_200_object(ex, "json.object-rejected", "response_format json_object was not answered 200")
 
 
-@check("json.object-valid", rule="RF-2", probes=["json.object"], quirks=["json.object-ignored", "json.object-blank-output"],
+@check("json.object-valid", rule="RF-2", probes=["json.object"], quirks=["json.object-ignored",
+       "json.object-blank-output"],
        needs=("json_object",), applies=_wants("json_object"), requires=OK_JSON_OBJECT)
 def object_valid(ex: Exchange) -> list[Observation]:
     """With json_object, `message.content` parses as a JSON object."""

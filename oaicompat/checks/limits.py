@@ -50,7 +50,8 @@ def reply_completes_within_the_deadline(*exchanges: Exchange) -> None:
                              ex, evidence(ex, _cut(ex)))
 
 
-@check("transport.reads", rule="LIMIT-3", probes=PROBES, quirks=["transport.too-many-chunks"], framing=True, requires=ANY_REPLY)
+@check("transport.reads", rule="LIMIT-3", probes=PROBES, quirks=["transport.too-many-chunks"], framing=True,
+       requires=ANY_REPLY)
 def reply_arrives_in_a_bounded_number_of_reads(*exchanges: Exchange) -> None:
     """A reply arrives in at most MAX_KEPT_CHUNKS reads (past that the harness merges reads into one chunk)."""
     for ex in exchanges:

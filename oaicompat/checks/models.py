@@ -6,7 +6,7 @@ from typing import Any
 
 from ..exchange import Exchange
 from ..transport import RequestSpec
-from .base import is_int, Blocked, ProbeContext, QuirkFound, check, clip, compact, evidence, probe, request_line
+from .base import Blocked, ProbeContext, QuirkFound, check, clip, compact, evidence, is_int, probe, request_line
 from .common import CHAT_STATUS, error_message, json_body
 
 UNKNOWN_MODEL = "oaicompat-no-such-model"
@@ -54,7 +54,8 @@ def _entry_rule(ex: Exchange, quirk: str, ok, what: str) -> None:
                          evidence(ex, *(f"< data entry: {compact(e)}" for e in bad[:3])))
 
 
-@check("models.list-status", rule="MODELS-1", probes=["models.list"], quirks=["models.unsupported", "models.list-error"],
+@check("models.list-status", rule="MODELS-1", probes=["models.list"], quirks=["models.unsupported",
+       "models.list-error"],
        needs=NEEDS)
 def list_status(ex: Exchange) -> None:
     """GET /models is answered 200."""
@@ -65,7 +66,8 @@ def list_status(ex: Exchange) -> None:
     raise QuirkFound("models.list-error", f"GET /models got {ex.summary()}{error_message(ex)}", ex, evidence(ex))
 
 
-@check("models.list-shape", rule="MODELS-1", probes=["models.list"], quirks=["models.list-not-json", "models.non-list-shape"],
+@check("models.list-shape", rule="MODELS-1", probes=["models.list"], quirks=["models.list-not-json",
+       "models.non-list-shape"],
        needs=NEEDS)
 def list_shape(ex: Exchange) -> None:
     """The list is `{"object": "list", "data": [model objects…]}`."""

@@ -11,7 +11,7 @@ from typing import Any, TypeGuard
 
 from ..exchange import Exchange
 from ..transport import RequestSpec
-from .base import is_int, Blocked, Observation, ProbeContext, QuirkFound, check, compact, evidence, probe, request_line
+from .base import Blocked, Observation, ProbeContext, QuirkFound, check, compact, evidence, is_int, probe, request_line
 from .common import error_message, guard_basic, json_body, reply_body, require_accepted
 from .requires import OK_LOGPROBS
 
@@ -95,7 +95,8 @@ def max_tokens_finish_length(ex: Exchange) -> list[Observation]:
     if used == CAP:
         raise QuirkFound("params.max-tokens-finish-reason",
                          f"completion_tokens {used} reached max_tokens {CAP} but finish_reason is {reason!r}", ex,
-                         evidence(ex, f"< \"finish_reason\": {compact(reason)}, \"usage\": {compact(body.get('usage'))}"))
+                         evidence(ex, f"< \"finish_reason\": {compact(reason)}, "
+                                      f"\"usage\": {compact(body.get('usage'))}"))
     return [Observation("max-tokens", f"the model stopped after {used} tokens, before the cap ({reason!r})")]
 
 

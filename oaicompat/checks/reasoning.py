@@ -23,11 +23,23 @@ from typing import Any
 
 from ..exchange import Exchange
 from ..transport import RequestSpec
-from .base import (Blocked, NotApplicable, Observation, ProbeContext, QuirkFound, check, clip, compact, evidence,
-                   first_choice, probe, require_success)
+from .base import (
+    Blocked,
+    NotApplicable,
+    Observation,
+    ProbeContext,
+    QuirkFound,
+    check,
+    clip,
+    compact,
+    evidence,
+    first_choice,
+    probe,
+    require_success,
+)
 from .common import CHAT_USAGE, STREAM_STATUS
-from .streamview import stream_view
 from .requires import OK, SOK
+from .streamview import stream_view
 
 STATUS_OWNER = "reasoning.status"
 

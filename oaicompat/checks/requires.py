@@ -91,7 +91,8 @@ STREAM = Requires(method="POST", path=CHAT_PATH, body="json-object", stream=True
 ANY_CHAT = Requires(method="POST", path=CHAT_PATH, body="json-object")
 
 _SIMPLE = ("method", "path", "body", "stream", "include_usage", "tools", "tool_choice", "strict_tools",
-           "response_format", "images", "part_types", "audio", "tool_results", "n", "logprobs", "large_input", "credentials",
+           "response_format", "images", "part_types", "audio", "tool_results", "n", "logprobs", "large_input",
+           "credentials",
            "status", "tool_calls", "framing")
 
 
@@ -225,7 +226,7 @@ def exchange_features(ex: Exchange) -> dict[str, Any]:
 
 # -- deciding -----------------------------------------------------------------------------------------------
 
-def _status_ok(want: str, have: str) -> bool:
+def _status_ok(want: str, have: str | None) -> bool:
     return have in ("4xx", "5xx") if want == "error" else want == have
 
 

@@ -14,9 +14,8 @@ from ..exchange import Exchange
 from ..sdk import SDKResult, SDKUnavailable, replay_through_openai
 from .base import Blocked, QuirkFound, check, clip, evidence
 from .common import show as _show
-from .streamview import stream_view
-from .streamview import event_line
 from .requires import OK, SOK
+from .streamview import event_line, stream_view
 
 STREAM_STATUS_OWNER = "stream.status"
 CHAT_STATUS_OWNER = "chat.status"
@@ -146,7 +145,8 @@ def helper_text_matches(ex: Exchange) -> None:
 # -- create() without stream ------------------------------------------------------------------------
 
 @check("sdk.completion-parses", rule="RESP-1", probes=["chat.basic"],
-       quirks=["sdk.completion-parse-error", "sdk.completion-not-parsed"], applies=lambda req: not req.stream, requires=OK)
+       quirks=["sdk.completion-parse-error", "sdk.completion-not-parsed"], applies=lambda req: not req.stream,
+       requires=OK)
 def completion_parses(ex: Exchange) -> None:
     """openai-python's create() parses the recorded non-streamed reply into a ChatCompletion."""
     if ex.status != 200 or ex.failure is not None:

@@ -24,11 +24,25 @@ from ..exchange import Exchange, Request
 from ..sse import OBS_BOM, OBS_EMPTY_EVENT, OBS_INVALID_UTF8, OBS_UNTERMINATED_EVENT
 from ..timing import timing_of
 from ..transport import RequestSpec
-from .base import (Blocked, NotApplicable, Observation, ProbeContext, QuirkFound, check, clip, raise_all,
-                   evidence, first_choice, probe, request_line, require_success, status_line)
+from .base import (
+    Blocked,
+    NotApplicable,
+    Observation,
+    ProbeContext,
+    QuirkFound,
+    check,
+    clip,
+    evidence,
+    first_choice,
+    probe,
+    raise_all,
+    request_line,
+    require_success,
+    status_line,
+)
 from .common import FINISH_REASONS, STREAM_STATUS, USAGE_KEYS, show, usage_quirks
-from .streamview import StreamChunk, StreamView, event_line, stream_view
 from .requires import SOK, SOK_NO_USAGE, SOK_USAGE
+from .streamview import StreamChunk, StreamView, event_line, stream_view
 
 CHUNK_OBJECT = "chat.completion.chunk"
 
@@ -390,7 +404,8 @@ def no_error_event(ex: Exchange) -> None:
 
 # -- chunk fields -----------------------------------------------------------------------------------
 
-@check("stream.object", rule="STREAM-1", probes=["stream.basic"], quirks=["stream.object-wrong"], applies=_is_stream, requires=SOK)
+@check("stream.object", rule="STREAM-1", probes=["stream.basic"], quirks=["stream.object-wrong"], applies=_is_stream,
+       requires=SOK)
 def object_is_chunk(ex: Exchange) -> None:
     """Every chunk's `object` is exactly "chat.completion.chunk"."""
     chunks = _chunks(_view(ex, allow_failure=True), ex)
@@ -557,7 +572,8 @@ def one_finish_reason_last(ex: Exchange) -> None:
 # -- usage ------------------------------------------------------------------------------------------
 
 @check("stream.usage-unrequested", rule="STREAM-USAGE-3", probes=["stream.basic"],
-       quirks=["stream.usage-unrequested"], applies=lambda req: req.stream and not _include_usage(req), requires=SOK_NO_USAGE)
+       quirks=["stream.usage-unrequested"], applies=lambda req: req.stream and not _include_usage(req),
+       requires=SOK_NO_USAGE)
 def no_usage_unless_requested(ex: Exchange) -> None:
     """Without `stream_options.include_usage`, no chunk carries a usage object."""
     if _include_usage(ex.request):
@@ -743,7 +759,8 @@ def stream_timing(ex: Exchange) -> list[Observation]:
             Observation("network_chunks", len(ex.chunks)), Observation("events", len(ex.sse.events))]
 
 
-@check("stream.extension-fields", rule="STREAM-11", probes=["stream.basic"], kind="info", applies=_is_stream, requires=SOK, observes=True)
+@check("stream.extension-fields", rule="STREAM-11", probes=["stream.basic"], kind="info", applies=_is_stream,
+       requires=SOK, observes=True)
 def extension_fields(ex: Exchange) -> list[Observation]:
     """Fields a provider adds to chunks, choices and deltas beyond the spec (recorded, never a failure)."""
     view = _view(ex, allow_failure=True)
@@ -771,7 +788,8 @@ def extension_fields(ex: Exchange) -> list[Observation]:
     return [Observation(key, show(value)) for key, value in sorted(seen.items())]
 
 
-@check("stream.framing", rule="SSE-11", probes=["stream.basic"], kind="info", applies=_is_stream, requires=SOK, observes=True)
+@check("stream.framing", rule="SSE-11", probes=["stream.basic"], kind="info", applies=_is_stream, requires=SOK,
+       observes=True)
 def framing_variants(ex: Exchange) -> list[Observation]:
     """SSE framing variants the spec allows (comments, CRLF, `data:` without a space, event names)."""
     _require_200(ex, STREAM_STATUS)

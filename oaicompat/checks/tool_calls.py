@@ -6,13 +6,23 @@ Registers nothing; the tools checks (checks/tools.py) read exchanges through it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence, TypeGuard
+from typing import Any, TypeGuard
 
 from ..exchange import Exchange, Request
 from ..sse import SSEEvent
-from .base import (Blocked, compact, error_shape, evidence, first_choice, is_int, parse_json, require_success,
-                   schema_error)
+from .base import (
+    Blocked,
+    compact,
+    error_shape,
+    evidence,
+    first_choice,
+    is_int,
+    parse_json,
+    require_success,
+    schema_error,
+)
 from .streamview import StreamView, event_line, stream_view
 
 # owners: the checks that report what blocks the others

@@ -14,18 +14,56 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ..exchange import Exchange
-from .base import (Blocked, Observation, QuirkFound, check, raise_all, clip, compact, error_shape, evidence, is_int,
-                   parse_json, schema_error)
+from .base import (
+    Blocked,
+    Observation,
+    QuirkFound,
+    check,
+    clip,
+    compact,
+    error_shape,
+    evidence,
+    is_int,
+    parse_json,
+    raise_all,
+    schema_error,
+)
 from .common import require_200_object
-from .tool_calls import (ARGS_VALID, FINISH, IN_CONTENT, NAMED_ACCEPTED, NAMED_CALLED, NONE_CHECK, PARALLEL_CALLED,
-                         REQUIRED_ACCEPTED, ROUND_TRIP, STREAM_ACCEPTED, STREAM_CALLED, Accumulated, Entry, Reply,
-                         call_function, call_in_content, calls_or_block, forced_name, has_tools,
-                         nonempty_str, offered_functions, reply, stream_lines, streamed, streamed_tools,
-                         streams_with_calls, try_reply, try_streamed)
 from .requires import ANY_CALLS, CALLS, STREAMED_CALLS
+from .tool_calls import (
+    ARGS_VALID,
+    FINISH,
+    IN_CONTENT,
+    NAMED_ACCEPTED,
+    NAMED_CALLED,
+    NONE_CHECK,
+    PARALLEL_CALLED,
+    REQUIRED_ACCEPTED,
+    ROUND_TRIP,
+    STREAM_ACCEPTED,
+    STREAM_CALLED,
+    Accumulated,
+    Entry,
+    Reply,
+    call_function,
+    call_in_content,
+    calls_or_block,
+    forced_name,
+    has_tools,
+    nonempty_str,
+    offered_functions,
+    reply,
+    stream_lines,
+    streamed,
+    streamed_tools,
+    streams_with_calls,
+    try_reply,
+    try_streamed,
+)
 
 SHAPE_PROBES = ["tools.named", "tools.required", "tools.auto"]
 STREAM_PROBES = ["tools.named-stream", "tools.parallel-stream"]
@@ -58,7 +96,8 @@ def choice_auto_accepted(ex: Exchange) -> None:
     require_200_object(ex, "tools.choice-auto-rejected", 'tool_choice "auto" was not answered 200')
 
 
-@check("tools.choice-required-accepted", rule="TOOLS-4", probes=["tools.required"], quirks=["tools.choice-required-rejected"],
+@check("tools.choice-required-accepted", rule="TOOLS-4", probes=["tools.required"],
+       quirks=["tools.choice-required-rejected"],
        needs=("tools",), applies=has_tools)
 def choice_required_accepted(ex: Exchange) -> None:
     """tool_choice "required" is accepted."""
@@ -109,7 +148,8 @@ def choice_named_called(ex: Exchange) -> None:
                      evidence(ex, r.line("message", r.message), r.line("finish_reason", r.finish)))
 
 
-@check("tools.call-not-in-content", rule="RESP-MSG-2", probes=["tools.named", "tools.required"], quirks=["tools.call-in-content"],
+@check("tools.call-not-in-content", rule="RESP-MSG-2", probes=["tools.named", "tools.required"],
+       quirks=["tools.call-in-content"],
        needs=("tools",), applies=has_tools)
 def call_not_in_content(named: Exchange, required: Exchange) -> None:
     """A forced tool call arrives in `tool_calls`, not as tool-call text or JSON inside `content`."""
@@ -232,8 +272,10 @@ def arguments_valid(*exchanges: Exchange) -> list[Observation]:
                            "tools.arguments-schema-mismatch")
 
 
-@check("tools.finish-reason", rule="TOOLS-DELTA-6", probes=["tools.auto", "tools.required", "tools.named", "tools.named-stream"],
-       quirks=["tools.finish-reason-stop", "tools.finish-reason-wrong"], needs=("tools",), applies=has_tools, requires=ANY_CALLS)
+@check("tools.finish-reason", rule="TOOLS-DELTA-6", probes=["tools.auto", "tools.required", "tools.named",
+       "tools.named-stream"],
+       quirks=["tools.finish-reason-stop", "tools.finish-reason-wrong"], needs=("tools",), applies=has_tools,
+       requires=ANY_CALLS)
 def finish_reason(*exchanges: Exchange) -> list[Observation]:
     """A reply with tool calls finishes with "tool_calls" (a forced named function may finish with "stop")."""
     seen: list[tuple[Exchange, Any, list[str]]] = []
@@ -396,7 +438,8 @@ def _answered(ex: Exchange, quirk: str, what: str, prerequisite: Exchange, owner
     raise QuirkFound(quirk, f"{what}: {error_shape(ex)}", ex, evidence(ex))
 
 
-@check("tools.round-trip", rule="MSG-6", probes=["tools.none", "tools.round-trip"], quirks=["tools.round-trip-rejected"],
+@check("tools.round-trip", rule="MSG-6", probes=["tools.none", "tools.round-trip"],
+       quirks=["tools.round-trip-rejected"],
        needs=("tools",), applies=has_tools)
 def round_trip_answered(none: Exchange, trip: Exchange) -> list[Observation]:
     """An assistant message with tool_calls (content null) followed by its `tool` message is answered."""
@@ -477,11 +520,13 @@ def delta_index_sequence(*exchanges: Exchange) -> None:
                                      stream_lines(s.ex, first[0], other[0]))
         if groups and sorted(groups) != list(range(len(groups))):
             raise QuirkFound("tools.delta-index-gap",
-                             f"tool-call indexes are {sorted(groups)}, not 0..{len(groups) - 1}", s.ex, stream_lines(s.ex, *(es[0] for es in groups.values())))
+                             f"tool-call indexes are {sorted(groups)}, not 0..{len(groups) - 1}", s.ex,
+                             stream_lines(s.ex, *(es[0] for es in groups.values())))
 
 
 @check("tools.delta-first-complete", rule="TOOLS-DELTA-3", probes=STREAM_PROBES,
-       quirks=["tools.delta-first-incomplete"], needs=("tools", "streaming"), applies=streamed_tools, requires=STREAMED_CALLS)
+       quirks=["tools.delta-first-incomplete"], needs=("tools", "streaming"), applies=streamed_tools,
+       requires=STREAMED_CALLS)
 def delta_first_complete(*exchanges: Exchange) -> None:
     """The first delta of each call carries `id`, `type` "function" and `function.name`."""
     for s in streams_with_calls(exchanges):
@@ -543,7 +588,8 @@ def _continuation_extras(entry: Any) -> list[str]:
 
 
 @check("tools.delta-arguments-string", rule="TOOLS-DELTA-4", probes=STREAM_PROBES,
-       quirks=["tools.delta-arguments-not-string"], needs=("tools", "streaming"), applies=streamed_tools, requires=STREAMED_CALLS)
+       quirks=["tools.delta-arguments-not-string"], needs=("tools", "streaming"), applies=streamed_tools,
+       requires=STREAMED_CALLS)
 def delta_arguments_string(*exchanges: Exchange) -> list[Observation]:
     """Every `function.arguments` fragment is a string."""
     notes = []

@@ -6,7 +6,7 @@ the readers of tool calls in checks/tool_calls.py.
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from ..paths import SCHEMAS
@@ -22,7 +22,7 @@ CJK_PROMPT = "東京の天気は？ get_weather を呼んでください。"
 SUBJECT = ("tools", "tool_choice", "parallel_tool_calls", "stream", "messages")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _schema_text(name: str) -> str:
     return (PROBE_SCHEMAS / name).read_text(encoding="utf-8")
 

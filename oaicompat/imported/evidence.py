@@ -71,7 +71,6 @@ from .formats import RecordingError, load_yaml
 from .store import RecorderProfile, StoredInteraction, load_stored_file
 
 
-
 def _registered_checks() -> dict[str, CheckSpec]:
     import oaicompat.checks  # noqa: F401  (registers every check and probe)
     return CHECKS

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import httpx
 
@@ -37,8 +38,21 @@ from oaicompat.scrub import Scrubber
 from oaicompat.session import LiveMemo, ProbeSession
 from oaicompat.transport import RequestSpec, Transport
 
-from .wire_server import (CONTEXT_TOKENS, MODEL, ROLES, WRONG_KEY, Framing, Reference, Reply, Req, WireRequest,
-                          canonical, error_payload, render, tokenize)
+from .wire_server import (
+    CONTEXT_TOKENS,
+    MODEL,
+    ROLES,
+    WRONG_KEY,
+    Framing,
+    Reference,
+    Reply,
+    Req,
+    WireRequest,
+    canonical,
+    error_payload,
+    render,
+    tokenize,
+)
 
 KEY_ENV = "OAICOMPAT_REF_KEY"
 KEY = "sk-oaicompat-reference-key-0123456789"
@@ -89,7 +103,10 @@ def probe_keys(prov: Provider) -> dict[str, tuple[str, str | None, str]]:
 _KEYS: dict[str, dict[str, tuple[str, str | None, str]]] = {}
 
 
-def reference(*behaviours: "Behaviour", framing: Framing = Framing(), **options: Any) -> Reference:
+
+DEFAULT_FRAMING = Framing()   # frozen: one shared default is safe
+
+def reference(*behaviours: Behaviour, framing: Framing = DEFAULT_FRAMING, **options: Any) -> Reference:
     """A Reference with `behaviours` on, which knows the probes' requests (for `Req.is_probe`)."""
     if "keys" not in _KEYS:
         _KEYS["keys"] = probe_keys(provider("http://reference.invalid/v1"))
@@ -2872,7 +2889,7 @@ class Baseline:
         return f"Baseline({self.run!r})"
 
 
-async def conformant_baseline(server: Any, framing: Framing = Framing()) -> Baseline:
+async def conformant_baseline(server: Any, framing: Framing = DEFAULT_FRAMING) -> Baseline:
     server.handler = reference(framing=framing)
     prov = provider(server.base_url)
     run = await run_suite(prov)
