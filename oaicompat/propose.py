@@ -178,7 +178,9 @@ def draft_for(provider: str, quirk: str, exp: Expectation | None, shown: Sequenc
     models = sorted({str(r.get("model")) for r in shown})
     note = f"{seen}; model(s) {', '.join(models)}"
     if exp is not None:
-        entry: dict[str, Any] = {"reason": exp.reason, "source": exp.source, **_widened(exp, shown, clean)}
+        # an expectation drafted from evidence is re-scoped from the evidence; a documented one only widened
+        scope = _scope(shown, clean) if _is_repo_path(exp.source) else _widened(exp, shown, clean)
+        entry: dict[str, Any] = {"reason": exp.reason, "source": exp.source, **scope}
         if exp.origin != "server":
             entry["origin"] = exp.origin
         return Draft(provider, quirk, "update", _ordered(entry), note)

@@ -212,3 +212,11 @@ def test_validate_evidence_names_a_declared_quirk_that_some_exchanges_pass():
     [line] = partly_stale(cfg, records)
     assert f"declares {QUIRK!r}, which 1 imported exchange(s) show, but 1 passed" in line
     assert partly_stale(cfg, records[1:]) == []           # never shown: validate_evidence's "contradicted"
+
+
+def test_an_expectation_drafted_from_evidence_is_rescoped_from_the_evidence():
+    text = PROVIDERS_TEXT.replace("      # a comment inside",
+                                  f"      {QUIRK}: {{reason: r, source: fixtures/imported/p/src/file1.yaml}}\n      # a")
+    [d] = drafts([shows(model="a", n=1), rec("pass", model="b", n=2)], config(text)).drafts
+    assert d.action == "update" and d.entry == {"reason": "r", "source": "fixtures/imported/p/src/file1.yaml",
+                                                "models": ["a"]}
