@@ -120,12 +120,35 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.evidence:
         from .imported.evidence import imported_records
         from .imported.cli import validate_evidence
-        problems.extend(validate_evidence(cfg, imported_records(cfg)))
+        records = imported_records(cfg)
+        problems.extend(validate_evidence(cfg, records))
+        problems.extend(partly_stale(cfg, records))
     for line in problems:
         print(line)
     print(f"{len(cfg.providers)} providers, {len(catalogue.quirks)} quirks, {len(CHECKS)} checks: "
           + ("OK" if not problems else f"{len(problems)} problem(s)"))
     return 1 if problems else 0
+
+
+def partly_stale(cfg: ProvidersConfig, records: list[dict]) -> list[str]:
+    """Declared quirks that some imported exchanges show and others pass without `intermittent` or a scope
+    that leaves them out: each such pass is a failing "stale expectation" record in the published matrix.
+    (Declared quirks no exchange shows are validate_evidence's "contradicted".)"""
+    shown: dict[tuple[str, str], int] = {}
+    stale: dict[tuple[str, str], int] = {}
+    for r in records:
+        if not any(ev.get("level") == "third-party" for ev in r.get("evidence", [])):
+            continue
+        for q in r.get("quirks", []):
+            key = (str(r.get("provider")), q)
+            if r.get("outcome") in ("expected-quirk", "unexpected-quirk"):
+                shown[key] = shown.get(key, 0) + 1
+            elif r.get("outcome") == "stale-expectation":
+                stale[key] = stale.get(key, 0) + 1
+    return [f"{cfg.path}: provider {p!r} declares {q!r}, which {shown[(p, q)]} imported exchange(s) show, but "
+            f"{n} passed (each a stale-expectation record): mark it `intermittent: true` or scope it with "
+            f"`models:`/`endpoints:` (oaicompat propose drafts which)"
+            for (p, q), n in sorted(stale.items()) if (p, q) in shown]
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -138,39 +161,33 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1 if diffs else 0
 
 
-def _cassette_of(test_id: str, provider: str) -> str:
-    """suites/test_chat.py::test_x[p-m] → fixtures/cassettes/<p>/test_chat/test_x.yaml (the default model's)."""
-    path, _, name = test_id.partition("::")
-    return f"fixtures/cassettes/{provider}/{Path(path).stem}/{name.split('[')[0]}.yaml"
-
-
-def propose_expectations(doc: dict, provider: str) -> dict[str, dict[str, str]]:
-    """Expectations for the quirks a run found but providers.yaml does not declare: reason from the
-    finding, source the cassette (or third-party file) that shows it, origin `model` for capability checks."""
-    out: dict[str, dict[str, str]] = {}
-    for r in doc["records"]:
-        if r["provider"] != provider or r["outcome"] != "unexpected-quirk":
-            continue
-        for quirk in r["quirks"]:
-            detail = r["message"].split("] ", 1)[-1].split(" — not declared", 1)[0]
-            ev = next((e for e in r["evidence"] if e.get("cassette") or e.get("imported_file")), {})
-            source = ev.get("cassette") or ev.get("imported_file") or _cassette_of(r["test"], provider)
-            entry = {"reason": f"observed: {detail}"[:300], "source": source}
-            if r["kind"] == "capability":
-                entry["origin"] = "model"
-            out.setdefault(quirk, entry)
-    return out
-
-
 def cmd_propose(args: argparse.Namespace) -> int:
-    import yaml
+    from .fileio import atomic_write_text
+    from .propose import apply_drafts, check_applied, draft_expectations, render
+    from .quirks import load_catalogue
     from .results import load_results
 
-    doc = load_results(Path(args.results))
-    proposed = propose_expectations(doc, args.provider)
-    if proposed:
-        print(yaml.safe_dump({"expectations": proposed}, sort_keys=True, allow_unicode=True, width=200), end="")
-    print(f"# {len(proposed)} undeclared quirk(s) for {args.provider}", file=sys.stderr)
+    cfg = _providers(args)
+    records = [r for path in args.results for r in load_results(Path(path))["records"]]
+    proposal = draft_expectations(records, cfg, load_catalogue(), args.provider or None)
+    for note in proposal.notes:
+        print(f"# note: {note}", file=sys.stderr)
+    if not args.write:
+        print(render(proposal), end="")
+    elif proposal.drafts:
+        text = cfg.path.read_text(encoding="utf-8")
+        edited = apply_drafts(text, proposal.drafts)
+        check_applied(edited, proposal.drafts)
+        from .config import parse_providers
+        import yaml
+        parse_providers(yaml.safe_load(edited), cfg.path, runtime_environment())
+        atomic_write_text(cfg.path, edited)
+        for d in proposal.drafts:
+            print(f"{d.action} {d.provider}.{d.quirk}: {d.note}")
+    counts = {a: sum(d.action == a for d in proposal.drafts) for a in ("add", "update", "remove")}
+    where = f"written to {cfg.path}" if args.write and proposal.drafts else "drafted"
+    print(f"# {counts['add']} new, {counts['update']} re-scoped, {counts['remove']} removed expectation(s) {where}; "
+          f"{len(proposal.notes)} note(s)", file=sys.stderr)
     return 0
 
 
@@ -196,9 +213,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("recorded", metavar="RECORDED.json", help="results of the replayed run")
     c.add_argument("live", metavar="LIVE.json", help="results of the live run")
     c.set_defaults(func=cmd_compare)
-    pr = sub.add_parser("propose", help="print providers.yaml expectations for the undeclared quirks a run found")
-    pr.add_argument("results", metavar="RESULTS.json", help="the run's results file")
-    pr.add_argument("--provider", required=True, help="the provider whose undeclared quirks to propose")
+    pr = sub.add_parser("propose", help="draft providers.yaml expectations from results (recorded and imported): "
+                                         "new quirks, intermittent or model-scoped ones, removals")
+    pr.add_argument("results", nargs="+", metavar="RESULTS.json",
+                    help="results files (results.json of a run, results-imported.json of the evidence)")
+    pr.add_argument("--provider", action="append", default=[],
+                    help="only this provider (repeatable; default every provider the results name)")
+    pr.add_argument("--write", action="store_true",
+                    help="write the drafts into providers.yaml (lines inserted or replaced; comments and order kept)")
     pr.set_defaults(func=cmd_propose)
     for sp in (p, v, c, pr):
         _global_options(sp, top=False)

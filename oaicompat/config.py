@@ -6,6 +6,7 @@ Nothing here talks to the network. The environment is passed in, so loading is a
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import json
 import math
@@ -46,12 +47,23 @@ class Expectation:
     quirk: str
     reason: str
     source: str
-    models: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()      # ids or fnmatch patterns; () = every model
     origin: str = "server"
-    intermittent: bool = False   # shows in some runs only: a pass is not a stale expectation
+    intermittent: bool = False   # shows in some exchanges or runs only: a pass is not a stale expectation
+    endpoints: tuple[str, ...] = ()   # request paths relative to base_url, fnmatch patterns allowed; () = every path
 
-    def applies_to(self, model: str) -> bool:
-        return not self.models or model in self.models
+    def applies_to(self, model: str, endpoint: str | None = None) -> bool:
+        """Whether the expectation covers a record of `model` on `endpoint` (None: the path is not known, so an
+        endpoint-scoped expectation does not apply)."""
+        if self.models and not _matches(model, self.models):
+            return False
+        if self.endpoints and (endpoint is None or not _matches(endpoint, self.endpoints)):
+            return False
+        return True
+
+
+def _matches(value: str, patterns: tuple[str, ...]) -> bool:
+    return value in patterns or any(fnmatch.fnmatchcase(value, p) for p in patterns)
 
 
 @dataclass(frozen=True)
@@ -96,9 +108,9 @@ class Provider:
         """Declared support; undeclared features are assumed supported, so checks run and find out."""
         return self.supports.get(feature, True)
 
-    def expectation_for(self, quirk: str, model: str) -> Expectation | None:
+    def expectation_for(self, quirk: str, model: str, endpoint: str | None = None) -> Expectation | None:
         exp = self.expectations.get(quirk)
-        return exp if exp is not None and exp.applies_to(model) else None
+        return exp if exp is not None and exp.applies_to(model, endpoint) else None
 
     def api_key(self, env: Mapping[str, str]) -> str | None:
         return env.get(self.api_key_env) if self.api_key_env else None
@@ -468,6 +480,7 @@ def parse_providers(data: Any, path: Path, env: Mapping[str, str],
                 models=tuple(e.get("models", ())),
                 origin=e.get("origin", "server"),
                 intermittent=bool(e.get("intermittent", False)),
+                endpoints=tuple(e.get("endpoints", ())),
             )
             for quirk, e in raw.get("expectations", {}).items()
         }

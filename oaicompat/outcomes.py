@@ -55,10 +55,13 @@ class Outcome:
 
 
 def decide(spec: CheckSpec, finding: BaseException | None, provider: Provider, model: str,
-           observations: tuple[Observation, ...] = (), scrubber: Scrubber | None = None) -> Outcome:
+           observations: tuple[Observation, ...] = (), scrubber: Scrubber | None = None,
+           endpoint: str | None = None) -> Outcome:
     """The outcome, its message and evidence lines scrubbed of every key (a check may quote what a vendor
-    echoed): the keys named in the environment, plus `scrubber`'s."""
-    outcome = _decide(spec, finding, provider, model, observations)
+    echoed): the keys named in the environment, plus `scrubber`'s. `endpoint`: the request path of the
+    exchange judged (relative to base_url); expectations scoped with `endpoints:` apply only there, those
+    scoped with `models:` only to those models."""
+    outcome = _decide(spec, finding, provider, model, observations, endpoint)
     clean = Scrubber.from_environment().merged(scrubber)
     message, lines = clean.text(outcome.message), tuple(clean.text(line) for line in outcome.lines)
     if message == outcome.message and lines == outcome.lines:
@@ -67,14 +70,13 @@ def decide(spec: CheckSpec, finding: BaseException | None, provider: Provider, m
 
 
 def _decide(spec: CheckSpec, finding: BaseException | None, provider: Provider, model: str,
-            observations: tuple[Observation, ...] = ()) -> Outcome:
+            observations: tuple[Observation, ...] = (), endpoint: str | None = None) -> Outcome:
     declared: dict[str, Expectation] = {}
     for q in spec.quirks:
-        exp = provider.expectation_for(q, model)
+        exp = provider.expectation_for(q, model, endpoint)
         if exp is not None:
             declared[q] = exp
-    declared_info = {q: {"reason": e.reason, "source": e.source, "origin": e.origin}
-                     | ({"intermittent": True} if e.intermittent else {}) for q, e in declared.items()}
+    declared_info = {q: _declared_info(e) for q, e in declared.items()}
 
     if finding is None:
         if spec.kind == "info":
@@ -116,3 +118,14 @@ def _decide(spec: CheckSpec, finding: BaseException | None, provider: Provider, 
     if isinstance(finding, Finding):  # pragma: no cover - every subclass is handled above
         return Outcome("error", f"unhandled finding {type(finding).__name__}: {finding}")
     return Outcome("error", f"harness error in {spec.id}: {type(finding).__name__}: {finding}")
+
+
+def _declared_info(e: Expectation) -> dict[str, Any]:
+    info: dict[str, Any] = {"reason": e.reason, "source": e.source, "origin": e.origin}
+    if e.intermittent:
+        info["intermittent"] = True
+    if e.models:
+        info["models"] = list(e.models)
+    if e.endpoints:
+        info["endpoints"] = list(e.endpoints)
+    return info

@@ -13,7 +13,8 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Mapping
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .paths import IMPORTED, PROJECT_ROOT, PROVIDERS_FILE, REPORTS
@@ -116,4 +117,29 @@ def main(argv: list[str]) -> int:
         rrc = _call([sys.executable, "-m", "oaicompat.cli", "report", *results,
                      "--providers-file", args.providers_file, "-o", args.output])
         rc = rc or rrc
-    return rc
+    disagreements = disagreement_lines([Path(r) for r in results if Path(r).exists()])
+    for line in disagreements:
+        _say(f"oaicompat run: {line}", sys.stderr)
+    if disagreements:
+        _say("oaicompat run: the results disagree with providers.yaml: declare the quirks (`oaicompat propose "
+             "RESULTS… --write`, then review) or remove the stale expectations", sys.stderr)
+    return rc or (1 if disagreements else 0)
+
+
+DISAGREEING = ("unexpected-quirk", "stale-expectation")
+
+
+def disagreement_lines(paths: Sequence[Path]) -> list[str]:
+    """One line per provider whose records hold unexpected quirks or stale expectations, with counts and the
+    quirk ids: what makes the published matrix disagree with providers.yaml."""
+    from .results import load_results
+
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    quirks: dict[str, set[str]] = defaultdict(set)
+    for path in paths:
+        for r in load_results(path)["records"]:
+            if r["outcome"] in DISAGREEING:
+                counts[r["provider"]][r["outcome"]] += 1
+                quirks[r["provider"]].update(r["quirks"])
+    return [f"{name}: " + ", ".join(f"{counts[name][o]} {o}" for o in DISAGREEING if counts[name][o])
+            + f" ({', '.join(sorted(quirks[name]))})" for name in sorted(counts)]

@@ -144,7 +144,10 @@ def judge(spec: CheckSpec, target: Target, exchanges: Sequence[Exchange],
         observations, finding = (), found
     except Exception as exc:  # noqa: BLE001 - a harness bug, reported as outcome "error"
         observations, finding = (), exc
-    outcome = decide(spec, finding, target.provider, target.model, observations, scrubber=scrubber)
+    paths = {ex.request.path for ex in exchanges}
+    endpoint = paths.pop() if len(paths) == 1 else None    # an endpoint-scoped expectation needs one path
+    outcome = decide(spec, finding, target.provider, target.model, observations, scrubber=scrubber,
+                     endpoint=endpoint)
     return Evaluation(spec, target, outcome, tuple(exchanges), finding)
 
 

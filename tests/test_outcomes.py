@@ -83,6 +83,52 @@ def test_compare_ignores_an_intermittent_quirk_seen_in_one_run_only():
     assert compare_outcomes(doc("expected-quirk", ["chat.object-wrong"], False), doc("pass", [], False))
 
 
+def test_expectation_scoped_by_model_pattern():
+    p = provider({"chat.object-wrong": {"reason": "r", "source": "s", "models": ["meta-llama/*", "m"]}})
+    found = QuirkFound("chat.object-wrong", "x")
+    assert decide(SPEC, found, p, "meta-llama/llama-3.3-70b").name == "expected-quirk"
+    assert decide(SPEC, found, p, "m").name == "expected-quirk"
+    assert decide(SPEC, found, p, "openai/gpt-4o").name == "unexpected-quirk"
+    assert decide(SPEC, None, p, "openai/gpt-4o").name == "pass"           # out of scope: not stale
+    assert decide(SPEC, None, p, "meta-llama/x").name == "stale-expectation"
+    assert decide(SPEC, found, p, "meta-llama/x").declared["chat.object-wrong"]["models"] == ["meta-llama/*", "m"]
+
+
+def test_expectation_scoped_by_endpoint():
+    p = provider({"chat.object-wrong": {"reason": "r", "source": "s", "endpoints": ["/chat/completions"]}})
+    found = QuirkFound("chat.object-wrong", "x")
+    assert decide(SPEC, found, p, "m", endpoint="/chat/completions").name == "expected-quirk"
+    assert decide(SPEC, found, p, "m", endpoint="/models").name == "unexpected-quirk"
+    assert decide(SPEC, found, p, "m").name == "unexpected-quirk"             # path unknown: not in scope
+    assert decide(SPEC, None, p, "m", endpoint="/models").name == "pass"
+    assert decide(SPEC, None, p, "m", endpoint="/chat/completions").name == "stale-expectation"
+    both = provider({"chat.object-wrong": {"reason": "r", "source": "s", "endpoints": ["/models*"],
+                                           "models": ["m2"]}})
+    assert decide(SPEC, found, both, "m2", endpoint="/models/m2").name == "expected-quirk"
+    assert decide(SPEC, found, both, "m", endpoint="/models/m2").name == "unexpected-quirk"
+
+
+def test_scoping_is_validated_by_the_schema():
+    import pytest
+
+    from oaicompat.errors import ConfigError
+    with pytest.raises(ConfigError, match="endpoints"):
+        provider({"chat.object-wrong": {"reason": "r", "source": "s", "endpoints": ["chat/completions"]}})
+    with pytest.raises(ConfigError, match="models"):
+        provider({"chat.object-wrong": {"reason": "r", "source": "s", "models": []}})
+
+
+def test_judge_passes_the_exchange_path_to_decide():
+    from tests.exchanges import json_exchange
+
+    from oaicompat.runner import Target, judge
+    p = provider({"chat.object-wrong": {"reason": "r", "source": "s", "endpoints": ["/chat/completions"]}})
+    ex = json_exchange({"object": "wrong", "choices": []})
+    out = judge(SPEC, Target(p, "m"), [ex]).outcome
+    assert ex.request.path == "/chat/completions"
+    assert out.name == "expected-quirk", out.message
+
+
 def test_several_quirks_are_unexpected_unless_every_one_is_declared():
     from oaicompat.checks import errors
     from oaicompat.checks.base import QuirksFound
