@@ -245,7 +245,7 @@ def _match(expected: Any, events: Iterator[Any], where: str) -> None:
     if isinstance(expected, dict):
         _expect(events, yaml.MappingStartEvent, where)
         for key, value in expected.items():
-            _match(key, events, f"{where} key")
+            _match(key, events, f"a key of {where or 'the document'}")
             _match(value, events, f"{where}.{key}" if where else str(key))
         _expect(events, yaml.MappingEndEvent, where)
     elif isinstance(expected, list):
