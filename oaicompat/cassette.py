@@ -50,6 +50,7 @@ _SKIP_REPLAY_HEADERS = frozenset({"content-length", "transfer-encoding", "conten
 CACHE_ENV = "OAICOMPAT_CACHE"       # the cache root, as for the local servers; default ~/.cache/oaicompat
 CACHE_FORMAT = 1                    # bump when the cached form or the format's checks change
 CACHE_ENTRIES = 5000                # at most this many cached cassettes (the repository has under a thousand)
+LOAD_STREAMED_BYTES = 4 * 1024 * 1024   # a larger cassette is parsed as it is read, and not cached
 _swept: set[Path] = set()           # directories whose leftover temp files this process removed
 
 
@@ -137,8 +138,13 @@ class Cassette:
 
     @classmethod
     def load(cls, path: Path) -> "Cassette":
-        """Read and check a cassette; a copy of its parsed form in the cassette cache spares parsing it again."""
+        """Read and check a cassette; a copy of its parsed form in the cassette cache spares parsing it again.
+
+        A cassette over LOAD_STREAMED_BYTES (a hostile reply recorded whole) is parsed from the file as it is
+        read and never cached: its bytes, its text and its parsed form are not all held at once."""
         try:
+            if path.stat().st_size > LOAD_STREAMED_BYTES:
+                return cls._load_streamed(path)
             raw = path.read_bytes()
         except OSError as exc:
             raise CassetteError(f"cannot read cassette {shown_path(path)}: {exc.strerror}") from None
@@ -154,10 +160,32 @@ class Cassette:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise CassetteError(f"cassette {shown_path(path)} is not UTF-8 text; re-record it") from None
+        del raw
         cassette = cls.parse(text, path)
         _cache_put(digest, {"oaicompat_cassette": FORMAT_VERSION, **cassette.header,
                             "interactions": cassette.interactions})
         return cassette
+
+    @classmethod
+    def _load_streamed(cls, path: Path) -> "Cassette":
+        """`load` for a large file: libyaml reads it in small pieces (UTF-8 only, as `load` requires)."""
+        shown = shown_path(path)
+        not_utf8 = CassetteError(f"cassette {shown} is not UTF-8 text; re-record it")
+        with path.open("rb") as fh:
+            if fh.read(2) in (b"\xff\xfe", b"\xfe\xff"):      # libyaml would read UTF-16: load does not
+                raise not_utf8
+            fh.seek(0)
+            try:
+                data = yaml.load(fh, Loader=yaml_loader())
+            except yaml.reader.ReaderError:
+                raise not_utf8 from None
+            except yaml.YAMLError as exc:
+                raise CassetteError(f"cassette {shown} is not valid YAML (truncated or edited?): {exc}; "
+                                    f"re-record it with --record-mode=rewrite") from None
+            except RecursionError:
+                raise CassetteError(f"cassette {shown} nests too deeply to be a cassette; re-record it") from None
+        header, interactions = check_document(data, shown)
+        return cls(path=path, header=header, interactions=interactions)
 
     @classmethod
     def parse(cls, text: str, path: Path) -> "Cassette":

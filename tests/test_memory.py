@@ -253,3 +253,32 @@ def test_saving_reproduces_every_committed_cassette(tmp_path: Path, monkeypatch:
         out = tmp_path / path.relative_to(CASSETTES)
         Cassette(out, c.header, c.interactions).save(scrubber)
         assert out.read_bytes() == path.read_bytes(), path
+
+
+# -- loading a large cassette: streamed, never cached --------------------------------------------------------------
+
+def test_a_large_cassette_is_parsed_as_read_and_gives_what_the_text_gives(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OAICOMPAT_CACHE", str(tmp_path / "cache"))
+    c = big_cassette(tmp_path / "c.yaml", b'{"a": "' + "é".encode() * 1000 + b'"}\xff', 3)
+    c.save(Scrubber())
+    monkeypatch.setattr(cassette_module, "LOAD_STREAMED_BYTES", 100)
+    streamed = Cassette.load(c.path)
+    parsed = Cassette.parse(c.path.read_text(encoding="utf-8"), c.path)
+    assert (streamed.header, streamed.interactions) == (parsed.header, parsed.interactions)
+    assert not (tmp_path / "cache").exists()                 # a large cassette is not cached
+
+
+@pytest.mark.parametrize("data,problem", [
+    ("\ufeffoaicompat_cassette: 1\ninteractions: []\n".encode("utf-16"), "not UTF-8"),
+    (b"oaicompat_cassette: 1\nmodel: '\xff\xfe'\ninteractions: []\n", "not UTF-8"),
+    (b"oaicompat_cassette: 1\ninteractions: [\n", "not valid YAML"),
+    (b"oaicompat_cassette: 1\ninteractions: [{request: 5}]\n", r"interactions\[0\]"),
+])
+def test_a_large_bad_cassette_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: bytes,
+                                                 problem: str) -> None:
+    monkeypatch.setattr(cassette_module, "LOAD_STREAMED_BYTES", 10)
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(data)
+    with pytest.raises(CassetteError, match=problem):
+        Cassette.load(path)
