@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import os
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -304,8 +305,8 @@ def _scalar(event: yaml.ScalarEvent, where: str) -> Any:
 def _same(expected: Any, got: Any) -> bool:
     if type(expected) is not type(got):
         return False
-    if isinstance(expected, float) and expected != expected:
-        return got != got          # NaN reads back as NaN
+    if isinstance(expected, float) and math.isnan(expected):
+        return math.isnan(got)     # NaN reads back as NaN
     return bool(expected == got)
 
 

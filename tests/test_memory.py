@@ -13,15 +13,26 @@ import pytest
 
 from oaicompat import cassette as cassette_module
 from oaicompat import fileio
-from oaicompat.cassette import Cassette, exchange_to_interaction, new_header, verify_written
+from oaicompat.cassette import (
+    Cassette,
+    exchange_to_interaction,
+    new_header,
+    verify_written,
+)
 from oaicompat.config import parse_providers
 from oaicompat.errors import CassetteError
 from oaicompat.exchange import Chunk, Exchange, Request
 from oaicompat.paths import CASSETTES
 from oaicompat.run_mode import RunMode
 from oaicompat.scrub import Scrubber
-from oaicompat.session import (MEMO_BUDGET_BYTES, MEMO_MAX_EXCHANGE_BYTES, LiveMemo, MemoStore, ProbeSession,
-                               exchange_bytes)
+from oaicompat.session import (
+    MEMO_BUDGET_BYTES,
+    MEMO_MAX_EXCHANGE_BYTES,
+    LiveMemo,
+    MemoStore,
+    ProbeSession,
+    exchange_bytes,
+)
 from oaicompat.transport import RequestSpec
 
 MiB = 1024 * 1024
@@ -56,18 +67,18 @@ def test_the_memo_keeps_at_most_its_budget_least_recently_used_out() -> None:
 
 def test_an_exchange_over_the_limit_is_not_memoised_and_forgets_the_older_answer() -> None:
     store = MemoStore(budget_bytes=8 * MiB, max_exchange_bytes=2 * MiB)
-    store["k"] = exchange(b"small")
-    store["k"] = exchange(b"x" * (3 * MiB))
-    assert "k" not in store and store.nbytes == 0 and store.refused == 1
-    assert store.get("k") is None
+    store[("k",)] = exchange(b"small")
+    store[("k",)] = exchange(b"x" * (3 * MiB))
+    assert ("k",) not in store and store.nbytes == 0 and store.refused == 1
+    assert store.get(("k",)) is None
 
 
 def test_the_memo_counts_request_and_response_bytes() -> None:
     ex = exchange(b"r" * 1000, request=b"q" * 24)
     assert exchange_bytes(ex) == 1024
     store = MemoStore()
-    store["a"] = ex
-    del store["a"]
+    store[("a",)] = ex
+    del store[("a",)]
     assert store.nbytes == 0 and len(store) == 0
 
 
@@ -75,13 +86,13 @@ def test_the_memo_hands_out_the_bytes_never_what_checks_computed() -> None:
     ex = exchange(b'{"a": 1}', pieces=2, request=b'{"q": 2}')
     assert ex.json == {"a": 1} and ex.request.json == {"q": 2} and ex.text      # a check read it
     store = MemoStore()
-    store["k"] = ex
-    got = store["k"]
+    store[("k",)] = ex
+    got = store[("k",)]
     assert got == ex and got is not ex
     assert not {"json", "body", "text"} & set(vars(got)) and "json" not in vars(got.request)
     assert got.chunks[0].data is ex.chunks[0].data                             # shared, not copied
     assert got.json == {"a": 1}
-    assert "json" not in vars(store["k"])           # what this reader computed stays with this reader
+    assert "json" not in vars(store[("k",)])           # what this reader computed stays with this reader
 
 
 # -- the memo in a session: many big exchanges, bounded bytes ----------------------------------------------------
