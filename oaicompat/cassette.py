@@ -12,10 +12,10 @@ Format (version 1), readable on a code host:
 
 Bodies keep their original chunk boundaries and arrival times. Writes are atomic, streamed and verified: the
 YAML is emitted straight into a temp file, which is read back event by event and must give back the same document
-before it replaces the old one (see `Cassette.save`: saving costs a small multiple of the largest body, not ten
-times the file). Reads are strict: every field
-is checked (oaicompat.cassette_schema) and anything else is a CassetteError naming the file and the field. A
-parsed cassette is kept in a cache under the user's cache directory (see `_cache_get`), never used for writes.
+before it replaces the old one (see `Cassette.save`: saving costs a small multiple of the largest chunk, not ten
+times the file). Reads are strict: every field is checked (oaicompat.cassette_schema) and anything else is a
+CassetteError naming the file and the field. A parsed cassette is kept in a cache under the user's cache
+directory (see `_cache_get`), never used for writes; a large one is parsed as it is read and not cached.
 """
 
 from __future__ import annotations
