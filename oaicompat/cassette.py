@@ -10,10 +10,12 @@ Format (version 1), readable on a code host:
         attempts: [...]                                          # retries made before this response
         elapsed: seconds
 
-Bodies keep their original chunk boundaries and arrival times. Writes are atomic and verified: the
-file is re-read and must give back the same bytes before it replaces the old one. Reads are strict: every field
-is checked (oaicompat.cassette_schema) and anything else is a CassetteError naming the file and the field. A
-parsed cassette is kept in a cache under the user's cache directory (see `_cache_get`), never used for writes.
+Bodies keep their original chunk boundaries and arrival times. Writes are atomic, streamed and verified: the
+YAML is emitted straight into a temp file, which is read back event by event and must give back the same document
+before it replaces the old one (see `Cassette.save`: saving costs a small multiple of the largest chunk, not ten
+times the file). Reads are strict: every field is checked (oaicompat.cassette_schema) and anything else is a
+CassetteError naming the file and the field. A parsed cassette is kept in a cache under the user's cache
+directory (see `_cache_get`), never used for writes; a large one is parsed as it is read and not cached.
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import os
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import httpx
 import yaml
@@ -35,7 +38,7 @@ from . import __version__
 from .cassette_schema import FORMAT_VERSION, check_document
 from .errors import CassetteError, CassetteMiss
 from .exchange import Attempt, Chunk, Exchange, Request, TransportFailure
-from .fileio import atomic_write_bytes, atomic_write_text, dump_yaml, remove_stale_temps, yaml_loader
+from .fileio import atomic_write_bytes, atomic_writer, dump_yaml, dump_yaml_to, remove_stale_temps, yaml_loader
 from .paths import shown_path
 from .scrub import Scrubber
 
@@ -48,6 +51,7 @@ _SKIP_REPLAY_HEADERS = frozenset({"content-length", "transfer-encoding", "conten
 CACHE_ENV = "OAICOMPAT_CACHE"       # the cache root, as for the local servers; default ~/.cache/oaicompat
 CACHE_FORMAT = 1                    # bump when the cached form or the format's checks change
 CACHE_ENTRIES = 5000                # at most this many cached cassettes (the repository has under a thousand)
+LOAD_STREAMED_BYTES = 4 * 1024 * 1024   # a larger cassette is parsed as it is read, and not cached
 _swept: set[Path] = set()           # directories whose leftover temp files this process removed
 
 
@@ -135,8 +139,13 @@ class Cassette:
 
     @classmethod
     def load(cls, path: Path) -> "Cassette":
-        """Read and check a cassette; a copy of its parsed form in the cassette cache spares parsing it again."""
+        """Read and check a cassette; a copy of its parsed form in the cassette cache spares parsing it again.
+
+        A cassette over LOAD_STREAMED_BYTES (a hostile reply recorded whole) is parsed from the file as it is
+        read and never cached: its bytes, its text and its parsed form are not all held at once."""
         try:
+            if path.stat().st_size > LOAD_STREAMED_BYTES:
+                return cls._load_streamed(path)
             raw = path.read_bytes()
         except OSError as exc:
             raise CassetteError(f"cannot read cassette {shown_path(path)}: {exc.strerror}") from None
@@ -152,10 +161,32 @@ class Cassette:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise CassetteError(f"cassette {shown_path(path)} is not UTF-8 text; re-record it") from None
+        del raw
         cassette = cls.parse(text, path)
         _cache_put(digest, {"oaicompat_cassette": FORMAT_VERSION, **cassette.header,
                             "interactions": cassette.interactions})
         return cassette
+
+    @classmethod
+    def _load_streamed(cls, path: Path) -> "Cassette":
+        """`load` for a large file: libyaml reads it in small pieces (UTF-8 only, as `load` requires)."""
+        shown = shown_path(path)
+        not_utf8 = CassetteError(f"cassette {shown} is not UTF-8 text; re-record it")
+        with path.open("rb") as fh:
+            if fh.read(2) in (b"\xff\xfe", b"\xfe\xff"):      # libyaml would read UTF-16: load does not
+                raise not_utf8
+            fh.seek(0)
+            try:
+                data = yaml.load(fh, Loader=yaml_loader())
+            except yaml.reader.ReaderError:
+                raise not_utf8 from None
+            except yaml.YAMLError as exc:
+                raise CassetteError(f"cassette {shown} is not valid YAML (truncated or edited?): {exc}; "
+                                    f"re-record it with --record-mode=rewrite") from None
+            except RecursionError:
+                raise CassetteError(f"cassette {shown} nests too deeply to be a cassette; re-record it") from None
+        header, interactions = check_document(data, shown)
+        return cls(path=path, header=header, interactions=interactions)
 
     @classmethod
     def parse(cls, text: str, path: Path) -> "Cassette":
@@ -175,23 +206,108 @@ class Cassette:
         meta = {"cassette": shown_path(self.path), "recorded_at": self.header.get("recorded_at")}
         return [interaction_to_exchange(i, meta=meta) for i in self.interactions]
 
-    def dump(self, scrubber: Scrubber) -> str:
+    def document(self, scrubber: Scrubber) -> dict[str, Any]:
+        """The YAML document to write, every string in it scrubbed (keys too). Only strings holding a secret
+        are copied: the document shares the bodies' text with the interactions."""
         doc = {"oaicompat_cassette": FORMAT_VERSION, **self.header, "interactions": self.interactions}
-        return scrubber.text(dump_yaml(doc))
+        return scrubber.value(doc)  # type: ignore[return-value]
+
+    def dump(self, scrubber: Scrubber) -> str:
+        """The cassette's text (as `save` writes it), as one string: for small cassettes and tests."""
+        return dump_yaml(self.document(scrubber))
 
     def save(self, scrubber: Scrubber) -> None:
-        """Atomic, verified write: the text must give back the same bytes, then temp file and os.replace."""
-        text = self.dump(scrubber)
-        reread = Cassette.parse(text, self.path)
-        for before, after in zip(self.interactions, reread.interactions, strict=True):
-            b, a = interaction_to_exchange(before), interaction_to_exchange(after)
-            if scrubber.bytes_(b.body) != a.body or scrubber.bytes_(b.request.body) != a.request.body \
-                    or [c.data for c in a.chunks] != [scrubber.bytes_(c.data) for c in b.chunks]:
-                raise CassetteError(f"refusing to write {self.path}: the YAML round trip changed the bytes")
+        """Atomic, verified write, streamed: the scrubbed document must pass the strict reader's checks, is
+        emitted straight into a temp file, and the temp file, parsed again event by event, must give back the
+        same document before os.replace puts it in place (otherwise CassetteError and the old file stays).
+
+        What it costs in memory is the document it was given plus a few times its largest string (one scalar
+        being emitted, one being read back), never the whole text: no YAML string, no re-parsed copy."""
+        doc = self.document(scrubber)
+        shown = shown_path(self.path)
+        check_document(doc, shown)
         if self.path.parent not in _swept:     # what a killed recording left beside the cassettes
             remove_stale_temps(self.path.parent)
             _swept.add(self.path.parent)
-        atomic_write_text(self.path, text, mode=0o644)   # cassettes are committed: readable by all
+        # cassettes are committed: readable by all
+        with atomic_writer(self.path, mode=0o644, check=lambda tmp: verify_written(doc, tmp, shown)) as fh:
+            dump_yaml_to(doc, fh)
+
+
+# -- the written file, read back ----------------------------------------------------------------------------
+# A streamed check that the YAML on disk parses to the document that was dumped: libyaml's parser reads the file
+# in small pieces and hands out one event at a time, each compared with the document as it comes, so only the
+# scalar being compared is ever held twice.
+
+_RESOLVER = yaml.resolver.Resolver()
+_CONSTRUCTOR = yaml.constructor.SafeConstructor()
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
+class _Differs(Exception):
+    """The file read back is not the document dumped: where, and how."""
+
+
+def verify_written(doc: Any, path: Path, shown: str) -> None:
+    """Raise CassetteError unless the YAML file at `path` parses to exactly `doc` (types included)."""
+    try:
+        with path.open("rb") as fh:
+            events = yaml.parse(fh, Loader=yaml_loader())
+            _expect(events, yaml.StreamStartEvent, "")
+            _expect(events, yaml.DocumentStartEvent, "")
+            _match(doc, events, "")
+            _expect(events, yaml.DocumentEndEvent, "")
+            _expect(events, yaml.StreamEndEvent, "")
+    except (_Differs, yaml.YAMLError, StopIteration, OSError) as exc:
+        raise CassetteError(f"refusing to write {shown}: the YAML round trip changed the data "
+                            f"({type(exc).__name__}: {exc})") from None
+
+
+def _expect(events: Iterator[Any], kind: type, where: str) -> Any:
+    event = next(events)
+    if not isinstance(event, kind):
+        raise _Differs(f"{where or 'document'}: expected {kind.__name__}, read {type(event).__name__}")
+    return event
+
+
+def _match(expected: Any, events: Iterator[Any], where: str) -> None:
+    if isinstance(expected, dict):
+        _expect(events, yaml.MappingStartEvent, where)
+        for key, value in expected.items():
+            _match(key, events, f"a key of {where or 'the document'}")
+            _match(value, events, f"{where}.{key}" if where else str(key))
+        _expect(events, yaml.MappingEndEvent, where)
+    elif isinstance(expected, list):
+        _expect(events, yaml.SequenceStartEvent, where)
+        for i, value in enumerate(expected):
+            _match(value, events, f"{where}[{i}]")
+        _expect(events, yaml.SequenceEndEvent, where)
+    else:
+        got = _scalar(_expect(events, yaml.ScalarEvent, where), where)
+        if not _same(expected, got):
+            raise _Differs(f"{where}: wrote {type(expected).__name__}, read back {type(got).__name__} "
+                           f"{'with other content' if type(expected) is type(got) else ''}".rstrip())
+
+
+def _scalar(event: yaml.ScalarEvent, where: str) -> Any:
+    """The value a safe loader makes of a scalar event (as the composer and SafeConstructor would)."""
+    tag = event.tag
+    if tag is None or tag == "!":
+        tag = _RESOLVER.resolve(yaml.ScalarNode, event.value, event.implicit)
+    if tag == _STR_TAG:
+        return event.value
+    construct = _CONSTRUCTOR.yaml_constructors.get(tag)
+    if construct is None:
+        raise _Differs(f"{where}: a scalar tagged {tag!r}, which a cassette never holds")
+    return construct(_CONSTRUCTOR, yaml.ScalarNode(tag, event.value, style=event.style))
+
+
+def _same(expected: Any, got: Any) -> bool:
+    if type(expected) is not type(got):
+        return False
+    if isinstance(expected, float) and math.isnan(expected):
+        return math.isnan(got)     # NaN reads back as NaN
+    return bool(expected == got)
 
 
 # -- the parsed-cassette cache ---------------------------------------------------------------------------

@@ -1,26 +1,30 @@
 """Writing files: one atomic write and one YAML dumper for every file the harness writes.
 
-`atomic_write_bytes` / `atomic_write_text` write to a temporary file in the target's directory, fsync it and
+`atomic_write_bytes` / `atomic_write_text` (and `atomic_writer`, the same streamed) write to a temporary file in the target's directory, fsync it and
 rename it over the target, so a reader (or a killed run) only ever sees the old file or the new one. The
 temporary file is named ``.<target name>.<pid>-<random>.tmp``: a run killed mid-write leaves at most that file
 behind, and `remove_stale_temps` recognises it (its process is gone) and removes it at the next write into that
 directory. `dump_yaml` is the cassette style (block mappings in key order, multi-line text as literal blocks,
-never anchors), shared by cassettes and imported recordings so the two cannot drift apart.
+never anchors), shared by cassettes and imported recordings so the two cannot drift apart; `dump_yaml_to` writes
+it to a stream as it is emitted, for files too large to build as one string.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import os
 import re
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "dump_yaml", "is_temp_name", "remove_stale_temps",
-           "yaml_loader"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_writer", "dump_yaml", "dump_yaml_to", "is_temp_name",
+           "remove_stale_temps", "yaml_loader"]
 
 _TEMP_SUFFIX = ".tmp"
 # .<target>.<pid>-<8 mkstemp characters>.tmp (this module) or .<target>.<8 characters>.tmp (before it)
@@ -39,24 +43,37 @@ def atomic_write_bytes(path: Path, data: bytes, *, mode: int | None = None, fsyn
 
     `mode`: the file's permissions; default 0o666 minus the umask, as an ordinary new file gets.
     `fsync=False` skips the flush to disk for files that are cheap to regenerate (a rendered site)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=_TEMP_SUFFIX, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            if fsync:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask() if mode is None else mode)   # mkstemp makes 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(path, binary=True, mode=mode, fsync=fsync) as fh:
+        fh.write(data)
 
 
 def atomic_write_text(path: Path, text: str, *, mode: int | None = None, fsync: bool = True) -> None:
     """`atomic_write_bytes` of `text` as UTF-8 (newlines written as given)."""
     atomic_write_bytes(path, text.encode("utf-8"), mode=mode, fsync=fsync)
+
+
+@contextlib.contextmanager
+def atomic_writer(path: Path, *, binary: bool = False, mode: int | None = None, fsync: bool = True,
+                  check: Callable[[Path], None] | None = None) -> Iterator[IO[Any]]:
+    """The atomic write, streamed: write to the file object yielded (UTF-8 text with newlines as given, or
+    bytes when `binary`); when the block ends without an exception the temp file is flushed, closed, given to
+    `check` (which raises to refuse it: the old file is then kept) and renamed over `path`. Nothing of what is
+    written is held in memory, so a large file costs what its writer holds, not its size."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=_TEMP_SUFFIX, dir=path.parent)
+    try:
+        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="")) as fh:
+            yield fh
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        if check is not None:
+            check(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask() if mode is None else mode)   # mkstemp makes 0600
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 # -- leftovers of a killed run ------------------------------------------------------------------------------
@@ -124,9 +141,10 @@ class _Dumper(_BaseDumper):  # type: ignore[misc,valid-type]
 
 def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
     # literal blocks for multi-line text; YAML folds CR and some Unicode breaks and a literal block cannot start
-    # with a space or a break nor keep a line's trailing spaces readably, so those stay quoted
+    # with a space or a break nor keep a line's trailing spaces readably, so those stay quoted (a line ends with
+    # a space exactly when " \n" occurs or the text ends with one: no copy of the lines is made)
     if "\n" in value and not any(c in value for c in "\r\x85\u2028\u2029\t\ufeff") \
-            and not value.startswith((" ", "\n")) and not any(line.endswith(" ") for line in value.split("\n")):
+            and not value.startswith((" ", "\n")) and " \n" not in value and not value.endswith(" "):
         return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
     return dumper.represent_scalar("tag:yaml.org,2002:str", value)
 
@@ -134,6 +152,13 @@ def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _str_representer)
 
 
+def dump_yaml_to(doc: Any, stream: IO[str]) -> None:
+    """`doc` as YAML in the cassette style, written to a text stream as it is emitted (never one big string)."""
+    yaml.dump(doc, stream, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100_000)
+
+
 def dump_yaml(doc: Any) -> str:
     """`doc` as YAML in the cassette style: keys in insertion order, no line folding, Unicode as is."""
-    return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100_000)
+    out = io.StringIO()
+    dump_yaml_to(doc, out)
+    return out.getvalue()

@@ -317,8 +317,10 @@ def run_check(request: pytest.FixtureRequest, target: Target,
         except BudgetExhausted as exc:      # counted by the meter; the summary names it per provider
             pytest.skip(str(exc))
         _record(request, oaicompat_state, evaluation)
-        _act(evaluation.outcome)
-        return evaluation.outcome
+        outcome = evaluation.outcome
+        del evaluation, session     # the skip/xfail/fail raised next keeps this frame: not the exchanges with it
+        _act(outcome)
+        return outcome
 
     return run
 

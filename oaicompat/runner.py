@@ -141,7 +141,9 @@ def judge(spec: CheckSpec, target: Target, exchanges: Sequence[Exchange],
         observations = tuple(spec.run(*exchanges))
         finding = None
     except Finding as found:
-        observations, finding = (), found
+        # without its traceback: this frame in it would hold the finding in a cycle only the garbage collector
+        # breaks, keeping the test's exchanges (and their bodies) alive for later tests
+        observations, finding = (), found.with_traceback(None)
     except Exception as exc:  # noqa: BLE001 - a harness bug, reported as outcome "error"
         observations, finding = (), exc
     paths = {ex.request.path for ex in exchanges}

@@ -8,7 +8,8 @@ raw-byte transport over a real httpx client. Replay goes through the same transp
 whose transport is an `httpx.MockTransport` serving the cassette (built once per session; no socket is
 opened); the session then restores what was measured when the interaction was recorded (arrival times,
 retries, elapsed time, the recorded failure, provenance) and scrubs. The record modes write the test's
-cassette when the session closes (atomically, scrubbed).
+cassette when the session closes (atomically, scrubbed), then release the exchanges and cassette they held.
+Live exchanges are shared across tests through a LiveMemo whose memory is bounded (see LiveMemo).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import dataclasses
 import functools
 import re
 import ssl
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -55,10 +57,87 @@ def cassette_path(root: Path, provider: Provider, model: str, module: str, test:
     return root / provider.name / module / f"{name}.yaml"
 
 
+MEMO_BUDGET_BYTES = 64 * 1024 * 1024         # the live memo keeps at most this many body bytes in all
+MEMO_MAX_EXCHANGE_BYTES = 4 * 1024 * 1024    # an exchange larger than this is not memoised at all
+
+
+def exchange_bytes(ex: Exchange) -> int:
+    """What an exchange costs the memo: its response body and its request body, in bytes."""
+    return sum(len(c.data) for c in ex.chunks) + len(ex.request.body)
+
+
+def _bare(ex: Exchange) -> Exchange:
+    """A copy of `ex` sharing its bytes but none of what checks computed from them (parsed JSON, SSE events,
+    the joined body and text are cached on the object that was read): only the bytes are kept or handed out."""
+    return dataclasses.replace(ex, request=dataclasses.replace(ex.request))
+
+
+class MemoStore(MutableMapping[tuple[object, ...], Exchange]):
+    """The memo's exchanges, least recently used first, within a byte budget (see LiveMemo).
+
+    Storing an exchange larger than `max_exchange_bytes` keeps nothing (and forgets an older answer under that
+    key); storing past `budget_bytes` evicts the least recently used exchanges first. Reading an entry marks it
+    recently used and returns a fresh copy, so what one test's checks compute from it is not kept for the next."""
+
+    def __init__(self, budget_bytes: int = MEMO_BUDGET_BYTES,
+                 max_exchange_bytes: int = MEMO_MAX_EXCHANGE_BYTES) -> None:
+        self.budget_bytes = budget_bytes
+        self.max_exchange_bytes = min(max_exchange_bytes, budget_bytes)
+        self.nbytes = 0                     # body bytes held now (always <= budget_bytes)
+        self.evicted = 0                    # exchanges dropped to stay within the budget
+        self.refused = 0                    # exchanges too large to keep
+        self._entries: OrderedDict[tuple[object, ...], tuple[Exchange, int]] = OrderedDict()
+
+    def __getitem__(self, key: tuple[object, ...]) -> Exchange:
+        ex, _ = self._entries[key]
+        self._entries.move_to_end(key)
+        return _bare(ex)
+
+    def __setitem__(self, key: tuple[object, ...], ex: Exchange) -> None:
+        if key in self._entries:
+            del self[key]
+        size = exchange_bytes(ex)
+        if size > self.max_exchange_bytes:
+            self.refused += 1
+            return
+        self._entries[key] = (_bare(ex), size)
+        self.nbytes += size
+        while self.nbytes > self.budget_bytes:
+            _, (_, dropped) = self._entries.popitem(last=False)
+            self.nbytes -= dropped
+            self.evicted += 1
+
+    def __delitem__(self, key: tuple[object, ...]) -> None:
+        _, size = self._entries.pop(key)
+        self.nbytes -= size
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def __iter__(self) -> Iterator[tuple[object, ...]]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 @dataclass
 class LiveMemo:
-    """Identical live requests within one pytest session are sent once (probes marked fresh excepted)."""
-    store: dict[tuple[object, ...], Exchange] = field(default_factory=dict)
+    """Identical live requests within one pytest session are sent once (probes marked fresh excepted), within
+    a memory budget that does not grow with the session.
+
+    The memo keeps the scrubbed exchanges' bytes only (never what checks parsed from them), least recently used
+    first out, at most MEMO_BUDGET_BYTES of bodies in all. An exchange larger than MEMO_MAX_EXCHANGE_BYTES (a
+    conformant reply is a few kilobytes; a hostile one can reach the transport's 12 MiB cap) is not memoised: a
+    later identical request is sent again, as a fresh probe is, rather than holding its body for the rest of the
+    session. Chosen over spilling it to disk: a vendor's bytes are written only where the recorder writes them,
+    and what it costs is a repeated request, never memory."""
+    store: MemoStore = field(default_factory=MemoStore)
+
+    @property
+    def nbytes(self) -> int:
+        """Body bytes the memo holds now."""
+        return self.store.nbytes
 
     @staticmethod
     def key(provider: str, model: str, spec: RequestSpec) -> tuple[object, ...]:
@@ -115,6 +194,7 @@ class ProbeSession:
         self._replay_client: httpx.AsyncClient | None = None
         self._served: Mapping[str, Any] | None = None     # the recorded metadata of the last replayed answer
         self._open = False
+        self._released = False      # `release` dropped the loaded cassette
 
     # -- what this session will do ------------------------------------------------------------------
     @property
@@ -154,17 +234,33 @@ class ProbeSession:
 
     # -- sending ------------------------------------------------------------------------------------
     async def __aenter__(self) -> "ProbeSession":
+        if self._released:          # entered again after `release`: read the cassette again
+            self._released = False
+            self.prepare()
         self._open = True
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         self._open = False
-        for client in (self._live_client, self._replay_client):
-            if client is not None:
-                await client.aclose()
-        self._live_client = self._replay_client = None
-        if exc[0] is None:
-            self.save()
+        try:
+            for client in (self._live_client, self._replay_client):
+                if client is not None:
+                    await client.aclose()
+            self._live_client = self._replay_client = None
+            if exc[0] is None:
+                self.save()
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Drop what the test no longer needs once its interactions are written (or failed to be): the exchanges
+        it recorded and the cassette it replayed, so a session kept alive (a traceback's frame, a hook) does not
+        keep them. The exchanges `send` returned stay with whoever holds them."""
+        self.recorded = []
+        self._served = None
+        if self.cassette is not None or self.replayer is not None:
+            self.cassette = self.replayer = None
+            self._released = True
 
     async def send(self, spec: RequestSpec, *, fresh: bool = False) -> Exchange:
         assert self._open, "use `async with ProbeSession(...)`"
@@ -172,9 +268,8 @@ class ProbeSession:
         if self.mode.replays(cassette_loaded=self.replayer is not None, recorded=recorded):
             return await self._replay(spec)
         key = self.memo.key(self.provider.name, self.model, spec)
-        if not fresh and key in self.memo.store:
-            ex = self.memo.store[key]
-        else:
+        ex = None if fresh else self.memo.store.get(key)
+        if ex is None:
             if self.meter is not None:
                 self.meter.admit(self.provider.name, spec, self.test_id)     # may raise BudgetExhausted
             transport = Transport(self.provider, self._live(), api_key=self.api_key)
@@ -271,5 +366,6 @@ def _restore(ex: Exchange, recorded: Mapping[str, Any] | None) -> Exchange:
     )
 
 
-__all__ = ["RECORD_MODES", "REPLAY_BASE_URL", "LiveMemo", "NotReady", "ProbeSession", "RecordMode", "RunMode",
+__all__ = ["MEMO_BUDGET_BYTES", "MEMO_MAX_EXCHANGE_BYTES", "RECORD_MODES", "REPLAY_BASE_URL", "LiveMemo",
+           "MemoStore", "NotReady", "ProbeSession", "RecordMode", "RunMode",
            "cassette_path", "credentials", "model_slug", "tls_context"]

@@ -298,6 +298,60 @@ def test_forty_megabyte_reply_costs_at_most_four_times_its_size(server, tmp_path
     assert (tmp_path / "big.yaml").stat().st_size < 2 * MAX_BODY_BYTES
 
 
+# a pytest record run in a child process that reports its own peak RSS when pytest is done
+RECORD_RUN = textwrap.dedent("""
+    import json, resource, sys
+    import pytest
+    code = pytest.main(sys.argv[1:])
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024     # Linux: KiB
+    print("OAICOMPAT-PEAK-RSS " + json.dumps({"exit": int(code), "peak": peak}))
+""")
+RECORDED_TESTS = "test_status or test_object or test_content_type"     # three tests, one probe each, re-sent
+
+
+def record_run_peak(server: WireServer, tmp_path: Path, name: str, size: int, mode: str = "once") -> int:
+    """`pytest suites/test_chat.py -k RECORDED_TESTS --record-mode=once` into a fresh cassette dir against the
+    hostile server answering every chat completion with `size` bytes (or, `mode="none"`, the replay of what that
+    recorded); the child's peak RSS in bytes."""
+    server.handler = Hostile("huge-body", KEY, huge_bytes=size)
+    providers = tmp_path / f"{name}-providers.yaml"
+    providers.write_text(yaml.safe_dump({"version": 1, "providers": {"hostile": provider_entry(server.base_url)}}))
+    out = tmp_path / name
+    sent = len(server.requests)
+    run = subprocess.run(
+        [sys.executable, "-c", RECORD_RUN, str(ROOT / "suites" / "test_chat.py"), "-p", "no:cacheprovider", "-q",
+         "-k", RECORDED_TESTS, "--provider=hostile", f"--providers-file={providers}", f"--record-mode={mode}",
+         f"--cassette-dir={out / 'cassettes'}", f"--results={out / 'results.json'}"],
+        capture_output=True, text=True, timeout=BOUND, cwd=tmp_path,
+        env={**os.environ, KEY_ENV: KEY, "PYTHONPATH": str(ROOT), "OAICOMPAT_CACHE": str(tmp_path / "cache")})
+    assert "Traceback" not in run.stdout + run.stderr, run.stdout[-3000:]
+    lines = [line for line in run.stdout.splitlines() if line.startswith("OAICOMPAT-PEAK-RSS ")]
+    assert lines, run.stdout[-3000:] + run.stderr[-3000:]
+    records = json.loads((out / "results.json").read_text())["records"]
+    assert len(records) == 3 and "error" not in {r["outcome"] for r in records}, run.stdout[-3000:]
+    cassettes = sorted((out / "cassettes").rglob("*.yaml"))
+    assert len(cassettes) == 3
+    assert mode != "none" or len(server.requests) == sent          # a replay sends nothing
+    kept = min(size, MAX_BODY_BYTES)
+    assert all(kept < c.stat().st_size < kept + 64 * 1024 for c in cassettes), [c.stat().st_size for c in cassettes]
+    return int(json.loads(lines[-1].split(" ", 1)[1])["peak"])
+
+
+@pytest.mark.parametrize("size", [HUGE_BODY_BYTES, 10 * 1024 * 1024], ids=["40MB", "10MB"])
+def test_a_record_run_against_a_huge_reply_costs_at_most_four_times_its_size(server, tmp_path, size):
+    """Issue 19's bar, measured on the whole recorder: a `--record-mode=once` run of three chat tests (each
+    sends the reply's request again: a reply this large is not memoised) against a server answering `size`
+    bytes peaks at most 4 × `size` over the same run against a 1 KiB reply, and so does replaying the cassettes
+    it wrote. Bytes, not time."""
+    for mode in ("once", "none"):          # recording it, then replaying the cassettes that wrote
+        baseline = record_run_peak(server, tmp_path, "small", 1024, mode)
+        peak = record_run_peak(server, tmp_path, "huge", size, mode)
+        ratio = (peak - baseline) / size
+        print(f"--record-mode={mode}, {size:,}-byte reply: peak {peak:,} B, baseline {baseline:,} B, "
+              f"{ratio:.2f}x the reply ({(peak - baseline) / min(size, MAX_BODY_BYTES):.2f}x the bytes kept)")
+        assert peak - baseline <= 4 * size, (mode, peak, baseline)
+
+
 def test_a_million_one_byte_chunks_are_merged_and_cut_at_the_deadline(server):
     """One million 1-byte chunks, always ready to read: the first MAX_KEPT_CHUNKS reads keep their own chunk,
     the rest merge into one, and the exchange ends at the 1 s deadline (asserted from the failure recorded:

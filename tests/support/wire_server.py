@@ -1408,6 +1408,7 @@ class Hostile:
     key: str
     base: Handler | None = None
     hang_seconds: float = HANG_SECONDS
+    huge_bytes: int = HUGE_BODY_BYTES      # the size of the huge-body reply
 
     async def __call__(self, wire: WireRequest, resp: WireResponse) -> None:
         if wire.method != "POST" or not wire.path.startswith("/v1/chat/completions"):
@@ -1466,11 +1467,11 @@ class Hostile:
             await resp.send(payload)
             return
         piece = b'{"pad": "' + b"x" * (1024 * 1024 - 10) + b'"}'
-        await resp.start(200, [("content-type", "application/json"), ("content-length", str(HUGE_BODY_BYTES))],
+        await resp.start(200, [("content-type", "application/json"), ("content-length", str(self.huge_bytes))],
                          chunked=False)
-        for _ in range(HUGE_BODY_BYTES // len(piece)):
+        for _ in range(self.huge_bytes // len(piece)):
             await resp.send(piece)
-        await resp.send(b" " * (HUGE_BODY_BYTES % len(piece)))
+        await resp.send(b" " * (self.huge_bytes % len(piece)))
 
     async def _million(self, resp: WireResponse, stream: bool) -> None:
         await resp.start(200, [("content-type", "text/event-stream" if stream else "application/json")], chunked=True)
