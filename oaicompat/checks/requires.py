@@ -180,6 +180,24 @@ def credentials(ex: Exchange) -> str:
     return "accepted"
 
 
+# what a 4xx error says when it blames a fault of the very request it answers (not the vendor's support of it)
+_REQUEST_FAULT = re.compile(
+    r"(?i)model[_ ]not[_ ]found|the model `?[^`'\"]*`? does not exist|does not exist or you do not have access"
+    r"|invalid[_ ]value|invalid[_ ]image[_ ]url|failed to (download|fetch|retrieve)|could not (download|fetch|retrieve)"
+    r"|unable to (download|fetch|retrieve)|decommissioned|has been deprecated|is not a valid model")
+
+
+def request_fault(ex: Exchange) -> str | None:
+    """The fault a 4xx reply finds in its own request (an unknown model, an invalid value, an image it could not
+    fetch), else None. Such a reply says the request was wrong, which shows nothing about whether the vendor
+    accepts a valid one: an acceptance check may judge it only when the request is known to be valid (the
+    suite's own probe), never on a recording of somebody else's test."""
+    if ex.status is None or not 400 <= ex.status < 500 or ex.status in (401, 403, 408, 409, 429):
+        return None
+    found = _REQUEST_FAULT.search(ex.text[:4000])
+    return found.group(0) if found else None
+
+
 def status_class(status: int | None) -> str:
     if status is None:
         return "none"

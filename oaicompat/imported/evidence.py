@@ -58,6 +58,7 @@ from ..checks.requires import (  # noqa: F401  (request_features and credentials
     credentials,
     exchange_features,
     from_probe,
+    request_fault,
     request_features,
     unmet,
 )
@@ -250,6 +251,10 @@ def inapplicable_reason(spec: CheckSpec, item: StoredInteraction, shape: ProbeSh
         return f"applies() failed on the imported request: {type(exc).__name__}: {exc}"
     if ex.status in TRANSIENT_STATUSES:
         return f"the recording got a transient HTTP {ex.status} (the harness retries those)"
+    fault = request_fault(ex) if any(q.endswith("rejected") for q in spec.quirks) else None   # x.rejected, x.y-rejected
+    if fault:
+        return (f"the vendor refused the recorded request for a fault of its own (HTTP {ex.status}: {fault!r}); "
+                f"an acceptance check needs a request known to be valid, as the suite's own probe is")
     missing = unmet(shape.requires, ex, features)
     if missing:
         origin = "its probe's request" if shape.derived else "its requires="

@@ -19,6 +19,8 @@ and, per path pattern (`paths`, fnmatch on the path inside the repository, first
     body_reserialised the bytes are re-serialised (JSON meaning kept): no check of exact bytes reads them
     synthetic         matching files are hand-made, not vendor traffic: the importer refuses them
     host_rewritten    the recorded host is not the one that answered (a note; the vendor is sniffed from the body)
+    headers_rewritten the source's own scrubbing rewrote response header values of matching files: no header of
+                      theirs is trusted (checks that read one record "not applicable")
     framing           data-lines-only: one SSE data JSON per line, envelope gone (vercel/ai *.chunks.txt)
     gzip              overrides the repository's gzip for matching files
 
@@ -70,6 +72,7 @@ class PathRule:
     framing: str | None = None
     gzip: str | None = None
     body_reserialised: str | None = None
+    headers_rewritten: str | None = None
 
     def matches(self, path: str) -> bool:
         return fnmatch.fnmatchcase(path, self.pattern)
@@ -130,7 +133,8 @@ class RecorderProfile:
 _REQUIRED = ("repo", "recorder", "config", "sources", "format", "changes")
 _OPTIONAL = ("bodies", "gzip", "dropped_headers", "rewritten_headers", "all_header_values_rewritten",
              "drops_status_at_least", "body_placeholders", "placeholder_pattern", "paths")
-_RULE_KEYS = ("pattern", "body_edited", "synthetic", "host_rewritten", "framing", "gzip", "body_reserialised")
+_RULE_KEYS = ("pattern", "body_edited", "synthetic", "host_rewritten", "framing", "gzip", "body_reserialised",
+              "headers_rewritten")
 _SOURCE = re.compile(r"^(https://\S+|[\w./*\[\]-]+@[0-9a-f]{12,40})$")
 _REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -172,13 +176,14 @@ def _rule(raw: Any, where: str) -> PathRule:
                     body_edited=_text(raw, "body_edited", where, required=False),
                     synthetic=_text(raw, "synthetic", where, required=False),
                     host_rewritten=_text(raw, "host_rewritten", where, required=False),
+                    headers_rewritten=_text(raw, "headers_rewritten", where, required=False),
                     framing=_choice(raw, "framing", FRAMINGS, "joined", where) if "framing" in raw else None,
                     gzip=_choice(raw, "gzip", GZIP, "n/a", where) if "gzip" in raw else None,
                     body_reserialised=_text(raw, "body_reserialised", where, required=False))
     if not any((rule.body_edited, rule.synthetic, rule.host_rewritten, rule.framing, rule.gzip,
-                rule.body_reserialised)):
+                rule.body_reserialised, rule.headers_rewritten)):
         raise RecorderTableError(f"{where}: rule {pattern!r} says nothing (give body_edited, synthetic, "
-                                 f"host_rewritten, framing, gzip or body_reserialised)")
+                                 f"host_rewritten, framing, gzip, body_reserialised or headers_rewritten)")
     return rule
 
 

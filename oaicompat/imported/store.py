@@ -821,6 +821,10 @@ def _stored_to_exchange(inter: dict[str, Any], vendor: str, path: Path, shown: s
         untrusted += [k.lower() for k, _ in headers if k.lower() in ("content-length", "content-encoding")]
         headers = tuple((k, v) for k, v in headers if k.lower() not in ("content-length", "content-encoding"))
     untrusted += [k.lower() for k, v in headers if profile.placeholder_in(v)]   # a recorder placeholder value
+    rule = profile.rule_for(str(src.get("path") or ""))
+    if rule is not None and rule.headers_rewritten:   # the source's scrubbing rewrote this file's header values
+        untrusted += [k.lower() for k, _ in headers]
+        meta["notes"].append(f"recorder profile: {rule.headers_rewritten}")
     meta["untrusted_headers"] = sorted(set(untrusted))
     ex = Exchange(request=request, status=int(status) if status is not None else None,
                   headers=headers, chunks=chunks,
