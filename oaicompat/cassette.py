@@ -26,10 +26,11 @@ import json
 import math
 import os
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import httpx
 import yaml
@@ -109,7 +110,8 @@ def exchange_to_interaction(ex: Exchange) -> dict[str, Any]:
     }
 
 
-def interaction_to_exchange(d: dict[str, Any], *, source: str = "cassette", meta: dict[str, Any] | None = None) -> Exchange:
+def interaction_to_exchange(d: dict[str, Any], *, source: str = "cassette",
+                            meta: dict[str, Any] | None = None) -> Exchange:
     try:
         rq, rs = d["request"], d["response"]
         request = Request(method=rq["method"], url=rq.get("url", rq["path"]), path=rq["path"],
@@ -138,7 +140,7 @@ class Cassette:
     interactions: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def load(cls, path: Path) -> "Cassette":
+    def load(cls, path: Path) -> Cassette:
         """Read and check a cassette; a copy of its parsed form in the cassette cache spares parsing it again.
 
         A cassette over LOAD_STREAMED_BYTES (a hostile reply recorded whole) is parsed from the file as it is
@@ -168,7 +170,7 @@ class Cassette:
         return cassette
 
     @classmethod
-    def _load_streamed(cls, path: Path) -> "Cassette":
+    def _load_streamed(cls, path: Path) -> Cassette:
         """`load` for a large file: libyaml reads it in small pieces (UTF-8 only, as `load` requires)."""
         shown = shown_path(path)
         not_utf8 = CassetteError(f"cassette {shown} is not UTF-8 text; re-record it")
@@ -189,7 +191,7 @@ class Cassette:
         return cls(path=path, header=header, interactions=interactions)
 
     @classmethod
-    def parse(cls, text: str, path: Path) -> "Cassette":
+    def parse(cls, text: str, path: Path) -> Cassette:
         """Parse and check cassette text (never cached); CassetteError names the file and the bad field."""
         try:
             data = yaml.load(text, Loader=yaml_loader())
@@ -388,7 +390,7 @@ def new_header(*, provider: str, model: str, test: str, record_mode: str,
         "model": model,
         "test": test,
         "oaicompat_version": __version__,
-        "recorded_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "recorded_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "record_mode": record_mode,
         "server": server,
     }
@@ -409,7 +411,7 @@ class _ReplayStream(httpx.AsyncByteStream):
 
 
 def _failure_exception(failure: dict[str, Any]) -> Exception:
-    kind, message = failure.get("kind"), failure.get("message", "")
+    kind, message = str(failure.get("kind")), failure.get("message", "")
     return {
         "connect": httpx.ConnectError, "timeout": httpx.ConnectTimeout, "read-timeout": httpx.ReadTimeout,
         "protocol": httpx.RemoteProtocolError, "reset": httpx.ReadError,

@@ -9,8 +9,8 @@ import importlib
 import re
 import sys
 import textwrap
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 from . import __version__
 from .config import Provider, ProvidersConfig, load_providers, runtime_environment
@@ -95,9 +95,10 @@ def cmd_providers(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    import oaicompat.checks  # noqa: F401
+
     from .checks.base import CHECKS
     from .quirks import load_catalogue
-    import oaicompat.checks  # noqa: F401
 
     problems: list[str] = []
     cfg = _providers(args)
@@ -118,8 +119,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             if q not in catalogue:
                 problems.append(f"{cfg.path}: provider {p.name!r}, expectations: {q!r} is not a catalogued quirk id")
     if args.evidence:
-        from .imported.evidence import imported_records
         from .imported.cli import validate_evidence
+        from .imported.evidence import imported_records
         records = imported_records(cfg)
         problems.extend(validate_evidence(cfg, records))
         problems.extend(partly_stale(cfg, records))
@@ -178,8 +179,9 @@ def cmd_propose(args: argparse.Namespace) -> int:
         text = cfg.path.read_text(encoding="utf-8")
         edited = apply_drafts(text, proposal.drafts)
         check_applied(edited, proposal.drafts)
-        from .config import parse_providers
         import yaml
+
+        from .config import parse_providers
         parse_providers(yaml.safe_load(edited), cfg.path, runtime_environment())
         atomic_write_text(cfg.path, edited)
         for d in proposal.drafts:

@@ -12,9 +12,10 @@ import json
 import math
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import jsonschema
@@ -312,9 +313,12 @@ def _show(value: Any, limit: int = 60) -> str:
 
 def _schema_problem(error: jsonschema.ValidationError) -> tuple[Where, str]:
     where: Where = tuple(error.absolute_path)
-    v, value, inst = error.validator, error.validator_value, error.instance
+    v = error.validator
+    value: Any = error.validator_value
+    inst: Any = error.instance
+    schema: Mapping[str, Any] = error.schema if isinstance(error.schema, Mapping) else {}
     if v == "additionalProperties" and isinstance(inst, dict):
-        allowed = sorted(error.schema.get("properties", {}))
+        allowed = sorted(schema.get("properties", {}))
         extra = next((k for k in inst if k not in allowed), None)
         if extra is not None:
             hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
@@ -330,7 +334,7 @@ def _schema_problem(error: jsonschema.ValidationError) -> tuple[Where, str]:
     if v == "type":
         return where, f"must be {value if isinstance(value, str) else ' or '.join(value)}, not {_show(inst)}"
     if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-        lo, hi = error.schema.get("minimum", error.schema.get("exclusiveMinimum")), error.schema.get("maximum")
+        lo, hi = schema.get("minimum", schema.get("exclusiveMinimum")), schema.get("maximum")
         bounds = f" (from {lo:g} to {hi:g})" if lo is not None and hi is not None else f" ({v} {value:g})"
         return where, f"{_show(inst)} is out of range{bounds}; use a value in range"
     if v == "enum":

@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from .checks.base import (Blocked, CheckSpec, Finding, NotApplicable, Observation, QuirkFound, Violation,
-                          quirks_of)
+from .checks.base import Blocked, CheckSpec, Finding, NotApplicable, Observation, QuirkFound, Violation, quirks_of
 from .config import Expectation, Provider
 from .scrub import Scrubber
 

@@ -155,7 +155,8 @@ def _source_exists(source: str, root: Path) -> bool:
 
 
 def draft_for(provider: str, quirk: str, exp: Expectation | None, shown: Sequence[Mapping[str, Any]],
-              clean: Sequence[Mapping[str, Any]], catalogue: Catalogue, root: Path = PROJECT_ROOT) -> Draft | str | None:
+              clean: Sequence[Mapping[str, Any]], catalogue: Catalogue,
+              root: Path = PROJECT_ROOT) -> Draft | str | None:
     """One quirk of one provider: a Draft, a note (str) for a declared quirk kept without evidence, or None."""
     seen = f"seen in {len(shown)} of {len(shown) + len(clean)} judged exchange(s)"
     if not shown:

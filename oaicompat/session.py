@@ -28,8 +28,16 @@ import certifi
 import httpx
 
 from .budget import Meter
-from .cassette import (RECORDED_ATTRIBUTE, RECORDED_EXTENSION, Cassette, Replayer, exchange_to_interaction,
-                       merge_interactions, new_header, request_key)
+from .cassette import (
+    RECORDED_ATTRIBUTE,
+    RECORDED_EXTENSION,
+    Cassette,
+    Replayer,
+    exchange_to_interaction,
+    merge_interactions,
+    new_header,
+    request_key,
+)
 from .config import Provider
 from .errors import CassetteError
 from .exchange import Attempt, Chunk, Exchange, TransportFailure
@@ -233,7 +241,7 @@ class ProbeSession:
         return self.mode.writes(cassette_loaded=self.cassette is not None)
 
     # -- sending ------------------------------------------------------------------------------------
-    async def __aenter__(self) -> "ProbeSession":
+    async def __aenter__(self) -> ProbeSession:
         if self._released:          # entered again after `release`: read the cassette again
             self._released = False
             self.prepare()

@@ -140,15 +140,21 @@ def _cell(q: str, column: QuirkColumn, group: Sequence[Entry], can_find: set[str
     return make("no-evidence", f"quirks/{qslug}.html", "")
 
 
+NOT_A_MODEL = "(imported)"
+
+
 def _columns(col: Column, groups: Mapping[str, Sequence[Entry]]) -> list[tuple[QuirkColumn, list[Entry]]]:
     flat = [e for g in groups.values() for e in g]
-    models = list(col.models) if len(col.models) > 1 else [None]
+    # the evidence runner's grouped "not applicable" records carry the model "(imported)": not a model of the
+    # vendor's, so no column of its own beside real ones
+    real = [m for m in col.models if m != NOT_A_MODEL] or list(col.models)
+    models: list[str | None] = list(real) if len(real) > 1 else [None]
     out = []
     for model in models:
         group = [e for e in flat if model is None or e.rec.get("model") == model]
         full = col.provider if model is None else f"{col.provider} · {model}"
-        if model is None and col.models:
-            full += f" ({col.models[0]})"
+        if model is None and real:
+            full += f" ({real[0]})"
         label = col.provider if model is None else abbreviate(model)
         evidence = _evidence_label(group) or (col.state_label or "no evidence")
         lv = {lv for e in group for lv in levels(e.rec)}

