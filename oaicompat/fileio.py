@@ -2,11 +2,11 @@
 
 `atomic_write_bytes` / `atomic_write_text` (and `atomic_writer`, the same streamed) write to a temporary file in
 the target's directory, fsync it and rename it over the target, so a reader (or a killed run) only ever sees the
-old file or the new one. The temporary file is named ``.<target name>.<pid>-<random>.tmp``: a run killed
-mid-write leaves at most that file behind, and `remove_stale_temps` recognises it (its process is gone) and removes it at the next write into that
-directory. `dump_yaml` is the cassette style (block mappings in key order, multi-line text as literal blocks,
-never anchors), shared by cassettes and imported recordings so the two cannot drift apart; `dump_yaml_to` writes
-it to a stream as it is emitted, for files too large to build as one string.
+old file or the new one. The temporary file is named ``.<target name>.<pid>-<random>.tmp``: a run killed mid-write
+leaves at most that file behind, and `remove_stale_temps` recognises it (its process is gone) and removes it at the
+next write into that directory. `dump_yaml` is the cassette style (block mappings in key order, multi-line text as
+literal blocks, never anchors), shared by cassettes and imported recordings so the two cannot drift apart;
+`dump_yaml_to` writes it to a stream as it is emitted, for files too large to build as one string.
 """
 
 from __future__ import annotations
