@@ -7,7 +7,8 @@
 #   2. replays the same providers from their cassettes and fails if any outcome differs from the live run,
 #   3. replays every recorded provider offline (the main job's suite run),
 #   4. checks that providers.yaml's expectations agree with the imported evidence (validate --evidence),
-#   5. runs the harness's own tests (`pytest tests`; plain `pytest` runs the conformance suites only),
+#   5. runs ruff and mypy over the tree (configured in pyproject.toml),
+#   6. runs the harness's own tests (`pytest tests`; plain `pytest` runs the conformance suites only),
 # and always brings the servers down. Fails if any pytest run collects no test (exit 5).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -112,6 +113,10 @@ run_pytest suites --results "$ART/replay.json" -q
 
 step "providers.yaml agrees with the imported evidence (oaicompat validate --evidence)"
 python -m oaicompat.cli validate --evidence || status=1
+
+step "ruff and mypy (pyproject.toml says what they check)"
+python -m ruff check . || status=1
+python -m mypy || status=1
 
 step "the harness's own tests (pytest tests)"
 run_pytest tests -q -m "not fuzz"
