@@ -25,10 +25,9 @@ from oaicompat.outcomes import decide
 from oaicompat.results import ResultsLog, make_record
 from oaicompat.scrub import Scrubber, decode_body
 from oaicompat.session import LiveMemo, ProbeSession
-from oaicompat.transport import MAX_BODY_BYTES, MAX_KEPT_CHUNKS, RequestSpec, Transport
+from oaicompat.transport import MAX_BODY_BYTES, MAX_KEPT_CHUNKS, Transport
 from tests.support.behaviours import KEY, KEY_ENV, provider, provider_entry
-from tests.support.wire_server import (HUGE_BODY_BYTES, Hostile, WireServer, find_key_traces, gzip_bytes,
-                                       key_encodings)
+from tests.support.wire_server import HUGE_BODY_BYTES, Hostile, WireServer, find_key_traces, gzip_bytes, key_encodings
 
 ROOT = Path(__file__).resolve().parents[1]
 BOUND = 120.0        # a subprocess that runs longer than this has hung: a failure, not a measurement

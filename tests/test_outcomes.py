@@ -46,9 +46,9 @@ def test_blocked_violation_and_harness_error():
 
 def test_check_raising_undeclared_quirk_is_a_harness_error():
     import pytest
-    from tests.exchanges import json_exchange
 
     from oaicompat.checks.base import check
+    from tests.exchanges import json_exchange
 
     @check("selftest.bad", rule="RESP-2", probes=["chat.basic"], quirks=["selftest.declared"])
     def bad(ex):
@@ -119,9 +119,8 @@ def test_scoping_is_validated_by_the_schema():
 
 
 def test_judge_passes_the_exchange_path_to_decide():
-    from tests.exchanges import json_exchange
-
     from oaicompat.runner import Target, judge
+    from tests.exchanges import json_exchange
     p = provider({"chat.object-wrong": {"reason": "r", "source": "s", "endpoints": ["/chat/completions"]}})
     ex = json_exchange({"object": "wrong", "choices": []})
     out = judge(SPEC, Target(p, "m"), [ex]).outcome
