@@ -202,7 +202,8 @@ def probe_shape(spec: CheckSpec, provider: Provider, model: str) -> ProbeShape:
         return ProbeShape(None, problem=f"probe {probe.name} cannot be built for {provider.name}: "
                                         f"{type(exc).__name__}: {exc}")
     if rs.base_url is not None:
-        return ProbeShape(None, problem=f"probe {probe.name} targets another base URL ({rs.base_url})")
+        # the URL itself is not shown: it depends on where the servers run, and the published report must not
+        return ProbeShape(None, problem=f"probe {probe.name} targets another base URL than the chat endpoint's")
     body = _body_of(rs)
     features = request_features(rs.method, rs.path, body, bool(rs.body_bytes()))
     baseline: dict[str, Any] = {}
