@@ -14,7 +14,18 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 ART="${OAICOMPAT_ARTIFACTS:-$(mktemp -d -t oaicompat-test.XXXXXX)}"
 mkdir -p "$ART"
-SERVERS="${OAICOMPAT_SERVERS_LIST:-vllm,llama-cpp-python,llama-server,litellm,transformers-serve,llama-server-qwen,portkey}"
+# The live stages. By default a representative subset that keeps a fresh machine within an hour: vLLM, llama-server
+# with LiteLLM in front, and the capable model on llama-server with the Portkey gateway in front. `--full` runs
+# every real server live (llama-cpp-python, transformers serve and the other capable-model servers too), as the
+# nightly workflow does; every recorded provider is replayed offline either way.
+DEFAULT_SERVERS="vllm,llama-server,litellm,llama-server-qwen,portkey"
+FULL_SERVERS="vllm,llama-cpp-python,llama-server,litellm,transformers-serve,llama-server-qwen,portkey,vllm-qwen,llama-cpp-python-qwen"
+case "${1:-}" in
+  --full) DEFAULT_SERVERS="$FULL_SERVERS" ;;
+  "") ;;
+  *) echo "usage: scripts/test.sh [--full]   (OAICOMPAT_SERVERS_LIST=a,b picks the live stages)" >&2; exit 2 ;;
+esac
+SERVERS="${OAICOMPAT_SERVERS_LIST:-$DEFAULT_SERVERS}"
 status=0
 
 step() { printf '\n=== %s\n' "$*" >&2; }
