@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from . import model, paths
+from . import model, paths, vision_model
 from .errors import InstallError, run_logged
 
 #: Served model id on every server.
@@ -60,6 +60,7 @@ LITELLM_VERSION = "1.108.7"
 LLAMA_TEMPLATE = "Qwen-Qwen2.5-7B-Instruct.jinja"
 TRANSFORMERS_VERSION = "5.24.0"
 PORTKEY_VERSION = "1.15.2"
+PILLOW_VERSION = "12.3.0"  # the vision servers' image decoding
 #: Served model id of the capable model (Qwen2.5-Coder-0.5B-Instruct).
 QWEN_MODEL_ID = "qwen2.5-coder-0.5b"
 
@@ -590,10 +591,11 @@ class TransformersServeSpec(ConvertedModelSpec):
     requirements = (f"transformers[serving]=={TRANSFORMERS_VERSION}", f"torch=={TORCH_VERSION}")
     uninstall = ("torchvision", "torchaudio", "torchcodec")
     extra_requirements = ("gguf==0.19.0", "accelerate==1.15.0")   # for the GGUF conversion, as vLLM's venv
+    served_dirname = paths.HF_MODEL_DIRNAME  # the folder under models/ it serves (its name is the model id)
 
     def hub_cache(self, run_dir: Path) -> Path:
         """An empty Hugging Face cache of its own, so what /v1/models lists does not depend on the machine."""
-        return run_dir / "transformers-serve-hub"
+        return run_dir / f"{self.name}-hub"
 
     def prepare(self, ctx: LaunchContext) -> None:
         self.hub_cache(ctx.run_dir).mkdir(parents=True, exist_ok=True)
@@ -606,7 +608,7 @@ class TransformersServeSpec(ConvertedModelSpec):
         return [
             str(self.venv / "bin" / "transformers"),
             "serve",
-            paths.HF_MODEL_DIRNAME,
+            self.served_dirname,
             "--device",
             "cpu",
             "--host",
@@ -721,6 +723,40 @@ class PortkeySpec(ServerSpec):
         return {"NODE_ENV": "production"}
 
 
+# --------------------------------------------------------------------------- the vision path (random weights)
+
+
+class TransformersServeVisionSpec(TransformersServeSpec):
+    """``transformers serve`` on the tiny vision-language model with RANDOM WEIGHTS (``vision_model``): its answers
+    are noise, its image path (decoding, image processor, vision tower, image tokens in ``usage``) is real.
+
+    Its own venv (the text one stays as it is): transformers serve's Gemma 3 image processing needs Pillow, and
+    without torchvision transformers picks the Pillow image processor, so torchvision is uninstalled as in the
+    text venv. The same venv builds the model, once.
+    """
+
+    name = "transformers-serve-vision"
+    env_var = "TRANSFORMERS_SERVE_VISION_URL"
+    model_id = vision_model.VISION_MODEL_ID
+    served_dirname = vision_model.VISION_DIRNAME
+    venv_name = f"transformers-vision-{TRANSFORMERS_VERSION}"
+    requirements = (
+        f"transformers[serving]=={TRANSFORMERS_VERSION}",
+        f"torch=={TORCH_VERSION}",
+        f"pillow=={PILLOW_VERSION}",
+    )
+
+    def installed(self) -> bool:
+        return self.venv_installed() and vision_model.vision_ready()
+
+    def install(self, log: Path) -> None:
+        with install_lock(self.venv_name):
+            self.install_venv(log)
+        # the tokenizer comes from the converted Gemma 3 270M folder (converted by this venv if none did yet)
+        with install_lock(f"convert-{model.GEMMA.key}"), install_lock(vision_model.VISION_DIRNAME):
+            vision_model.ensure_vision_model(self.python, log)
+
+
 def _prepend_path(entry: str, var: str) -> str:
     current = os.environ.get(var)
     return f"{entry}:{current}" if current else entry
@@ -738,6 +774,7 @@ SPECS: dict[str, ServerSpec] = {
         PortkeySpec(),
         VllmQwenSpec(),
         LlamaCppPythonQwenSpec(),
+        TransformersServeVisionSpec(),
     )
 }
 
