@@ -191,6 +191,7 @@ def test_env_var_names_are_the_agreed_ones() -> None:
         "portkey": "PORTKEY_URL",
         "vllm-qwen": "VLLM_QWEN_URL",
         "llama-cpp-python-qwen": "LLAMA_CPP_PYTHON_QWEN_URL",
+        "transformers-serve-vision": "TRANSFORMERS_SERVE_VISION_URL",
     }
 
 

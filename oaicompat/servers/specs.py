@@ -588,7 +588,7 @@ class TransformersServeSpec(ConvertedModelSpec):
     model_id = paths.HF_MODEL_DIRNAME
     starts_by_default = False  # it wants the machine to itself: started by name, alone
     venv_name = f"transformers-{TRANSFORMERS_VERSION}"
-    requirements = (f"transformers[serving]=={TRANSFORMERS_VERSION}", f"torch=={TORCH_VERSION}")
+    requirements: tuple[str, ...] = (f"transformers[serving]=={TRANSFORMERS_VERSION}", f"torch=={TORCH_VERSION}")
     uninstall = ("torchvision", "torchaudio", "torchcodec")
     extra_requirements = ("gguf==0.19.0", "accelerate==1.15.0")   # for the GGUF conversion, as vLLM's venv
     served_dirname = paths.HF_MODEL_DIRNAME  # the folder under models/ it serves (its name is the model id)

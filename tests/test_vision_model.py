@@ -1,0 +1,148 @@
+"""The vision model with random weights: its config, the checkpoint key rename (a safetensors header rewrite done
+without torch), and its server spec. The build itself runs in a venv with torch (``servers up``), not here."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+
+from oaicompat import config as oconfig
+from oaicompat.paths import PROVIDERS_FILE
+from oaicompat.servers import paths, specs, vision_model
+from oaicompat.servers.errors import ModelIntegrityError
+
+KEY = "sk-test-0123456789abcdef0123456789abcdef"
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "cache"
+    monkeypatch.setenv(paths.CACHE_ENV, str(root))
+    return root
+
+
+def _safetensors(path: Path, tensors: dict[str, bytes]) -> None:
+    """A minimal safetensors file: F32 vectors, in order, with a metadata entry."""
+    header: dict[str, object] = {"__metadata__": {"format": "pt"}}
+    offset = 0
+    for name, data in tensors.items():
+        header[name] = {"dtype": "F32", "shape": [len(data) // 4], "data_offsets": [offset, offset + len(data)]}
+        offset += len(data)
+    body = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(body)) + body + b"".join(tensors.values()))
+
+
+def _tensor(path: Path, name: str) -> bytes:
+    header, start = vision_model.read_safetensors_header(path)
+    begin, end = header[name]["data_offsets"]
+    return path.read_bytes()[start + begin:start + end]
+
+
+def test_the_config_is_labelled_random_weights_and_consistent() -> None:
+    cfg = vision_model.build_config()
+    assert "random weights" in cfg["_oaicompat_note"]
+    assert cfg["architectures"] == ["Gemma3ForConditionalGeneration"]
+    assert cfg["image_token_index"] == 262_144 < cfg["text_config"]["vocab_size"]
+    assert cfg["mm_tokens_per_image"] == 16
+    vision = cfg["vision_config"]
+    patches = vision["image_size"] // vision["patch_size"]
+    assert patches % 4 == 0  # the projector pools the patch grid down to 4x4 = 16 tokens
+    assert cfg["text_config"]["num_hidden_layers"] == len(cfg["text_config"]["layer_types"]) == 2
+    assert vision_model.build_config() == cfg  # deterministic
+
+
+def test_the_readme_and_done_marker_say_random_weights() -> None:
+    assert "RANDOM WEIGHTS" in vision_model.README_TEXT
+    assert "random weights" in vision_model.LABEL
+
+
+@pytest.mark.parametrize(("saved", "hub"), [
+    ("model.vision_tower.embeddings.patch_embedding.weight", "vision_tower.vision_model.embeddings.patch_embedding.weight"),
+    ("model.vision_tower.encoder.layers.0.mlp.fc1.bias", "vision_tower.vision_model.encoder.layers.0.mlp.fc1.bias"),
+    ("vision_tower.embeddings.position_embedding.weight", "vision_tower.vision_model.embeddings.position_embedding.weight"),
+    ("vision_tower.post_layernorm.weight", "vision_tower.vision_model.post_layernorm.weight"),
+    ("vision_tower.vision_model.post_layernorm.weight", "vision_tower.vision_model.post_layernorm.weight"),
+    ("model.multi_modal_projector.mm_input_projection_weight", "multi_modal_projector.mm_input_projection_weight"),
+    ("model.language_model.layers.1.self_attn.q_proj.weight", "language_model.model.layers.1.self_attn.q_proj.weight"),
+    ("lm_head.weight", "lm_head.weight"),
+])
+def test_rename_key_gives_the_hub_layout(saved: str, hub: str) -> None:
+    assert vision_model.rename_key(saved) == hub
+    assert vision_model.rename_key(hub) == hub  # idempotent
+
+
+def test_renaming_rewrites_the_header_and_keeps_every_tensor_byte(tmp_path: Path) -> None:
+    path = tmp_path / "model.safetensors"
+    tensors = {
+        "model.vision_tower.embeddings.patch_embedding.weight": struct.pack("<3f", 1.0, 2.0, 3.0),
+        "model.multi_modal_projector.mm_input_projection_weight": struct.pack("<2f", 0.5, -0.5),
+        "model.language_model.embed_tokens.weight": struct.pack("<1f", 7.0),
+    }
+    _safetensors(path, tensors)
+    assert vision_model.rename_safetensors_keys(path) == 3
+    header, start = vision_model.read_safetensors_header(path)
+    assert start % 8 == 0  # the header is padded as safetensors writes it
+    assert header["__metadata__"] == {"format": "pt"}
+    assert _tensor(path, "vision_tower.vision_model.embeddings.patch_embedding.weight") == struct.pack(
+        "<3f", 1.0, 2.0, 3.0)
+    assert _tensor(path, "multi_modal_projector.mm_input_projection_weight") == struct.pack("<2f", 0.5, -0.5)
+    assert _tensor(path, "language_model.model.embed_tokens.weight") == struct.pack("<1f", 7.0)
+    before = path.read_bytes()
+    assert vision_model.rename_safetensors_keys(path) == 0  # nothing left to rename: the file is untouched
+    assert path.read_bytes() == before
+
+
+def test_two_keys_renamed_to_one_name_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "model.safetensors"
+    _safetensors(path, {"model.vision_tower.post_layernorm.weight": b"\0" * 4,
+                        "vision_tower.post_layernorm.weight": b"\0" * 4})
+    before = path.read_bytes()
+    with pytest.raises(ModelIntegrityError, match="two tensors"):
+        vision_model.rename_safetensors_keys(path)
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("data", [b"", b"\x01\x02", struct.pack("<Q", 1 << 40), struct.pack("<Q", 100) + b"{}"])
+def test_a_file_that_is_not_safetensors_is_refused(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(data)
+    with pytest.raises(ModelIntegrityError):
+        vision_model.read_safetensors_header(path)
+
+
+def test_the_vision_folder_is_ready_only_with_its_marker(cache: Path) -> None:
+    folder = vision_model.vision_dir()
+    assert folder == cache / "models" / vision_model.VISION_DIRNAME
+    assert not vision_model.vision_ready()
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    assert not vision_model.vision_ready()
+    (folder / vision_model.VISION_DONE_MARKER).write_text("random weights\n")
+    assert vision_model.vision_ready()
+
+
+def test_transformers_serve_vision_serves_the_vision_folder_in_its_own_venv() -> None:
+    spec = specs.SPECS["transformers-serve-vision"]
+    text = specs.SPECS["transformers-serve"]
+    assert not spec.starts_by_default
+    assert isinstance(spec, specs.TransformersServeVisionSpec) and isinstance(text, specs.TransformersServeSpec)
+    assert spec.venv_name != text.venv_name  # the text server's venv is left as it is
+    assert any(r.startswith("pillow==") for r in spec.requirements)
+    assert "torchvision" in spec.uninstall
+    argv = spec.argv(5555, KEY)
+    assert vision_model.VISION_DIRNAME in argv and specs.paths.HF_MODEL_DIRNAME not in argv
+    assert text.argv(5555, KEY)[2] == specs.paths.HF_MODEL_DIRNAME  # the text server unchanged
+    assert spec.model_id == vision_model.VISION_MODEL_ID
+    assert not spec.installed()  # nothing in the (empty) test cache
+
+
+def test_the_vision_provider_is_declared_vision_capable_and_random_weights() -> None:
+    providers = oconfig.load_providers(PROVIDERS_FILE, env={})
+    entry = providers.providers["transformers-serve-vision"]
+    assert entry.supports.get("vision") is True
+    assert entry.model == vision_model.VISION_MODEL_ID
+    assert "random weights" in entry.title.lower()
+    assert "random weights" in (entry.notes or "").lower()
