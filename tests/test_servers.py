@@ -192,6 +192,7 @@ def test_env_var_names_are_the_agreed_ones() -> None:
         "vllm-qwen": "VLLM_QWEN_URL",
         "llama-cpp-python-qwen": "LLAMA_CPP_PYTHON_QWEN_URL",
         "transformers-serve-vision": "TRANSFORMERS_SERVE_VISION_URL",
+        "vllm-vision": "VLLM_VISION_URL",
     }
 
 

@@ -146,3 +146,83 @@ def test_the_vision_provider_is_declared_vision_capable_and_random_weights() -> 
     assert entry.model == vision_model.VISION_MODEL_ID
     assert "random weights" in entry.title.lower()
     assert "random weights" in (entry.notes or "").lower()
+
+
+_META_REGISTRATIONS = '''import functools
+
+import torch
+import torch._custom_ops
+import torch.library
+
+# Ensure that torch.ops.torchvision is visible
+import torchvision.extension  # noqa: F401
+
+
+@torch.library.register_fake("torchvision::nms")
+def meta_nms(dets, scores, iou_threshold):
+    return dets
+
+
+@torch.library.register_fake("torchvision::qnms")
+def meta_qnms(dets, scores, iou_threshold):
+    return dets
+'''
+
+
+def test_the_torchvision_guard_wraps_exactly_the_two_fake_registrations() -> None:
+    guarded = vision_model.guard_torchvision_fakes(_META_REGISTRATIONS)
+    assert "@torch.library.register_fake(" not in guarded
+    assert guarded.count('@_oaicompat_register_fake("torchvision::nms")') == 1
+    assert guarded.count('@_oaicompat_register_fake("torchvision::qnms")') == 1
+    assert guarded.index("def _oaicompat_register_fake") < guarded.index("def meta_nms")
+    assert vision_model.guard_torchvision_fakes(guarded) == guarded  # idempotent
+    compile(guarded, "_meta_registrations.py", "exec")  # still Python
+
+
+def test_the_guarded_registration_survives_an_op_that_does_not_register() -> None:
+    guarded = vision_model.guard_torchvision_fakes(_META_REGISTRATIONS)
+    calls: list[str] = []
+
+    class Library:
+        @staticmethod
+        def register_fake(name: str) -> object:
+            calls.append(name)
+            raise RuntimeError(f"operator {name} does not exist")  # as the CUDA build's ops beside CPU torch
+
+    class Torch:
+        library = Library
+
+    namespace: dict[str, object] = {"torch": Torch}
+    helper = guarded[guarded.index("def _oaicompat_register_fake"):guarded.index("@_oaicompat_register_fake")]
+    exec(helper, namespace)  # noqa: S102 - the helper the guard inserts, run against a fake torch
+    register = namespace["_oaicompat_register_fake"]
+    assert callable(register)
+
+    def fn() -> int:
+        return 1
+
+    assert register("torchvision::nms")(fn) is fn
+    assert calls == ["torchvision::nms"]
+
+
+@pytest.mark.parametrize("text", [
+    _META_REGISTRATIONS.replace("import torchvision.extension  # noqa: F401\n", ""),
+    _META_REGISTRATIONS.replace('@torch.library.register_fake("torchvision::qnms")\n', ""),
+])
+def test_an_unexpected_torchvision_file_is_refused(text: str) -> None:
+    from oaicompat.servers.errors import InstallError
+
+    with pytest.raises(InstallError, match="not torchvision"):
+        vision_model.guard_torchvision_fakes(text)
+
+
+def test_vllm_vision_serves_the_same_folder_from_its_own_venv() -> None:
+    spec = specs.SPECS["vllm-vision"]
+    text = specs.SPECS["vllm"]
+    assert isinstance(spec, specs.VllmVisionSpec)
+    assert not spec.starts_by_default
+    assert spec.venv_name != text.venv_name
+    argv = spec.argv(5555, KEY)
+    assert argv[argv.index("--model") + 1] == str(vision_model.vision_dir())
+    assert argv[argv.index("--served-model-name") + 1] == vision_model.VISION_MODEL_ID
+    assert not spec.installed()

@@ -757,6 +757,66 @@ class TransformersServeVisionSpec(TransformersServeSpec):
             vision_model.ensure_vision_model(self.python, log)
 
 
+class VllmVisionSpec(VllmSpec):
+    """vLLM serving the vision model with RANDOM WEIGHTS (the same folder as ``transformers-serve-vision``).
+
+    Its own venv, so the text vLLM venv (which drops torchvision) stays as it is: vLLM's Gemma 3 image processing
+    imports torchvision, whose only build for torch 2.13 on PyPI is a CUDA one, so it is installed ``--no-deps``
+    after everything else and its two ``register_fake`` registrations of compiled ops are guarded
+    (``vision_model.guard_torchvision_fakes``); the pure-Python transforms vLLM uses then work. The folder itself
+    is always built by the ``transformers-serve-vision`` venv, so whichever server installs first, it is the same.
+    """
+
+    name = "vllm-vision"
+    env_var = "VLLM_VISION_URL"
+    model_id = vision_model.VISION_MODEL_ID
+    starts_by_default = False
+    venv_name = f"vllm-vision-cpu-{VLLM_VERSION}"
+    torchvision_marker = ".oaicompat-torchvision-guarded"
+
+    def hf_dir(self) -> Path:
+        return vision_model.vision_dir()
+
+    def torchvision_ready(self) -> bool:
+        return (self.venv / self.torchvision_marker).is_file()
+
+    def installed(self) -> bool:
+        return self.venv_installed() and self.torchvision_ready() and vision_model.vision_ready()
+
+    def install(self, log: Path) -> None:
+        with install_lock(self.venv_name):
+            self.install_venv(log)
+            self.install_torchvision(log)
+        builder = SPECS["transformers-serve-vision"]
+        assert isinstance(builder, TransformersServeVisionSpec)
+        builder.install(log)
+
+    def install_torchvision(self, log: Path) -> None:
+        if self.torchvision_ready():
+            return
+        run_logged(
+            [str(self.python), "-m", "pip", "install", "--disable-pip-version-check", "--no-deps",
+             f"torchvision=={vision_model.TORCHVISION_VERSION}"],
+            log,
+            what=f"pip install --no-deps torchvision=={vision_model.TORCHVISION_VERSION} into {self.venv}",
+        )
+        found = sorted(self.venv.glob("lib/python*/site-packages/torchvision/_meta_registrations.py"))
+        if len(found) != 1:
+            raise InstallError(f"torchvision in {self.venv} has {len(found)} _meta_registrations.py, not 1; see {log}")
+        path = found[0]
+        path.write_text(vision_model.guard_torchvision_fakes(path.read_text(encoding="utf-8")), encoding="utf-8")
+        for cached in path.parent.glob("__pycache__/_meta_registrations.*.pyc"):
+            cached.unlink()
+        run_logged(
+            [str(self.python), "-c",
+             "import torchvision.transforms.v2.functional as F, transformers.models.gemma3.image_processing_gemma3"
+             " as m; print('torchvision', __import__('torchvision').__version__, 'imports')"],
+            log,
+            what="importing torchvision and the Gemma 3 image processor in the vLLM vision venv",
+        )
+        (self.venv / self.torchvision_marker).write_text(vision_model.TORCHVISION_VERSION + "\n", encoding="utf-8")
+
+
 def _prepend_path(entry: str, var: str) -> str:
     current = os.environ.get(var)
     return f"{entry}:{current}" if current else entry
@@ -775,6 +835,7 @@ SPECS: dict[str, ServerSpec] = {
         VllmQwenSpec(),
         LlamaCppPythonQwenSpec(),
         TransformersServeVisionSpec(),
+        VllmVisionSpec(),
     )
 }
 

@@ -303,3 +303,43 @@ def ensure_vision_model(python: Path, log: Path | None = None) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
     return target
+
+
+# --------------------------------------------------------------------------- torchvision beside CPU torch (vLLM)
+
+#: vLLM's Gemma 3 multimodal code imports transformers' torchvision image processor. The only torchvision built
+#: for torch 2.13 on PyPI is a CUDA build: its pure-Python transforms work beside the CPU torch, but its compiled
+#: ops do not register, and its two ``register_fake`` registrations of them then fail at import. The guard makes
+#: those two registrations optional; everything else in the file is left as it is.
+TORCHVISION_VERSION = "0.28.0"
+TORCHVISION_GUARD_MARK = "# oaicompat: guarded register_fake"
+_FAKE_OPS = ("torchvision::nms", "torchvision::qnms")
+_GUARD_HELPER = f'''
+
+{TORCHVISION_GUARD_MARK} (the CUDA build's compiled ops do not register beside CPU torch)
+def _oaicompat_register_fake(name):
+    def wrap(fn):
+        try:
+            return torch.library.register_fake(name)(fn)
+        except Exception:  # noqa: BLE001
+            return fn
+    return wrap
+'''
+
+
+def guard_torchvision_fakes(text: str) -> str:
+    """``torchvision/_meta_registrations.py`` with its nms/qnms ``register_fake`` decorators guarded (pure;
+    idempotent). InstallError when the file does not look as expected, so a changed torchvision is noticed."""
+    if TORCHVISION_GUARD_MARK in text:
+        return text
+    anchor = "import torchvision.extension  # noqa: F401\n"
+    if text.count(anchor) != 1:
+        raise InstallError("torchvision/_meta_registrations.py has no `import torchvision.extension` line to "
+                           f"guard after: not torchvision {TORCHVISION_VERSION}")
+    for op in _FAKE_OPS:
+        decorator = f'@torch.library.register_fake("{op}")\n'
+        if text.count(decorator) != 1:
+            raise InstallError(f"torchvision/_meta_registrations.py does not register {op} once as expected: "
+                               f"not torchvision {TORCHVISION_VERSION}")
+        text = text.replace(decorator, f'@_oaicompat_register_fake("{op}")\n')
+    return text.replace(anchor, anchor + _GUARD_HELPER, 1)
