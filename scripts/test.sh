@@ -19,7 +19,7 @@ mkdir -p "$ART"
 # every real server live (llama-cpp-python, transformers serve and the other capable-model servers too), as the
 # nightly workflow does; every recorded provider is replayed offline either way.
 DEFAULT_SERVERS="vllm,llama-server,litellm,llama-server-qwen,portkey"
-FULL_SERVERS="vllm,llama-cpp-python,llama-server,litellm,transformers-serve,llama-server-qwen,portkey,vllm-qwen,llama-cpp-python-qwen"
+FULL_SERVERS="vllm,llama-cpp-python,llama-server,litellm,transformers-serve,llama-server-qwen,portkey,vllm-qwen,llama-cpp-python-qwen,transformers-serve-vision,vllm-vision"
 case "${1:-}" in
   --full) DEFAULT_SERVERS="$FULL_SERVERS" ;;
   "") ;;
