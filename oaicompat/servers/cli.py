@@ -29,7 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     p_up = sub.add_parser(
         "up",
         help="install if needed and start servers (by default llama-server, llama-cpp-python, vllm and litellm; "
-        "transformers-serve, which wants the machine to itself, and the capable-model servers start by name); "
+        "transformers-serve, which wants the machine to itself, the capable-model servers and the vision servers "
+        "(random weights) start by name); "
         "prints eval-able exports on stdout",
     )
     p_up.add_argument("names", nargs="*", metavar="NAME", help=f"servers: {', '.join(SPECS)}")

@@ -17,6 +17,8 @@ The model axis: each spec names the GGUF it serves (``gguf_model``). Started by 
   model id ``qwen2.5-coder-0.5b``) with ``--jinja`` and the GGUF's own embedded Qwen2.5 tool-capable template.
 - ``portkey``: the Portkey AI gateway (npm ``@portkey-ai/gateway``) in front of ``llama-server-qwen``; requests
   name the upstream with the ``x-portkey-provider`` and ``x-portkey-custom-host`` headers (providers.yaml).
+- ``transformers-serve-vision`` and ``vllm-vision``: the tiny vision-language model with RANDOM WEIGHTS
+  (``vision_model``), each in a venv of its own; its answers are noise, the servers' image path is real.
 
 The API key never appears in an argv (``argv`` takes it only to make that promise testable): each
 server gets it through an environment variable it reads itself, so it lands in no log or file.
