@@ -226,3 +226,71 @@ def test_vllm_vision_serves_the_same_folder_from_its_own_venv() -> None:
     assert argv[argv.index("--model") + 1] == str(vision_model.vision_dir())
     assert argv[argv.index("--served-model-name") + 1] == vision_model.VISION_MODEL_ID
     assert not spec.installed()
+
+
+# --------------------------------------------------------------------------- the build's orchestration, torch-free
+
+#: Stands in for the venv's python: given the build script (six arguments) it writes a checkpoint with the keys
+#: transformers 5 writes; given the verify script (three) it records that it was asked and exits FAIL_VERIFY.
+_FAKE_PYTHON = r'''#!{python}
+import json, os, struct, sys
+args = sys.argv[1:]
+if len(args) == 6:   # -c BUILD tokenizer_dir out_dir config_file seed
+    out = args[3]
+    assert json.load(open(args[4]))["_oaicompat_note"].startswith("random weights")
+    names = ["model.vision_tower.embeddings.patch_embedding.weight", "model.language_model.norm.weight"]
+    header = {{n: {{"dtype": "F32", "shape": [1], "data_offsets": [4 * i, 4 * i + 4]}} for i, n in enumerate(names)}}
+    body = json.dumps(header).encode()
+    with open(os.path.join(out, "model.safetensors"), "wb") as fh:
+        fh.write(struct.pack("<Q", len(body)) + body + struct.pack("<2f", 1.0, 2.0))
+    open(os.path.join(out, "config.json"), "w").write("{{}}")
+elif len(args) == 3:  # -c VERIFY folder
+    open(os.path.join(os.environ["FAKE_LOG_DIR"], "verified"), "w").write(args[2])
+    sys.exit(int(os.environ.get("FAIL_VERIFY", "0")))
+else:
+    sys.exit(f"unexpected argv {{args}}")
+'''
+
+
+def _fake_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: Path) -> Path:
+    import sys
+
+    from oaicompat.servers import model as gemma
+
+    script = tmp_path / "fake-python"
+    script.write_text(_FAKE_PYTHON.format(python=sys.executable))
+    script.chmod(0o755)
+    monkeypatch.setenv("FAKE_LOG_DIR", str(tmp_path))
+    tokenizer_dir = paths.hf_model_dir()  # the converted Gemma folder, already there
+    tokenizer_dir.mkdir(parents=True)
+    (tokenizer_dir / gemma.HF_DONE_MARKER).write_text("x\n")
+    return script
+
+
+def test_a_build_renames_the_keys_writes_the_label_and_marks_the_folder_done(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
+    python = _fake_python(tmp_path, monkeypatch, cache)
+    folder = vision_model.ensure_vision_model(python, tmp_path / "build.log")
+    assert folder == vision_model.vision_dir() and vision_model.vision_ready()
+    header, _ = vision_model.read_safetensors_header(folder / "model.safetensors")
+    assert set(header) == {"vision_tower.vision_model.embeddings.patch_embedding.weight",
+                           "language_model.model.norm.weight"}
+    assert "RANDOM WEIGHTS" in (folder / "README.md").read_text()
+    assert "random weights" in (folder / vision_model.VISION_DONE_MARKER).read_text()
+    assert (tmp_path / "verified").read_text().endswith(".tmp")  # checked before it took its final name
+    assert not list(folder.parent.glob("*.tmp")) and not list(folder.parent.glob("*.config.json"))
+    (tmp_path / "verified").unlink()
+    assert vision_model.ensure_vision_model(python, tmp_path / "build.log") == folder  # once: no second build
+    assert not (tmp_path / "verified").exists()
+
+
+def test_a_build_that_does_not_load_back_is_not_marked_done(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
+    from oaicompat.servers.errors import InstallError
+
+    python = _fake_python(tmp_path, monkeypatch, cache)
+    monkeypatch.setenv("FAIL_VERIFY", "1")
+    with pytest.raises(InstallError, match="loading the built vision model back"):
+        vision_model.ensure_vision_model(python, tmp_path / "build.log")
+    assert not vision_model.vision_ready()
+    assert not vision_model.vision_dir().exists()
