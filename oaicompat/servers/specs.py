@@ -593,7 +593,6 @@ class TransformersServeSpec(ConvertedModelSpec):
     requirements: tuple[str, ...] = (f"transformers[serving]=={TRANSFORMERS_VERSION}", f"torch=={TORCH_VERSION}")
     uninstall = ("torchvision", "torchaudio", "torchcodec")
     extra_requirements = ("gguf==0.19.0", "accelerate==1.15.0")   # for the GGUF conversion, as vLLM's venv
-    served_dirname = paths.HF_MODEL_DIRNAME  # the folder under models/ it serves (its name is the model id)
 
     def hub_cache(self, run_dir: Path) -> Path:
         """An empty Hugging Face cache of its own, so what /v1/models lists does not depend on the machine."""
@@ -604,13 +603,13 @@ class TransformersServeSpec(ConvertedModelSpec):
 
     def workdir(self, run_dir: Path) -> Path:
         # Started beside the folder, the pinned model id is its name, the same on every machine.
-        return paths.models_dir()
+        return self.hf_dir().parent
 
     def argv(self, port: int, key: str) -> list[str]:
         return [
             str(self.venv / "bin" / "transformers"),
             "serve",
-            self.served_dirname,
+            self.hf_dir().name,
             "--device",
             "cpu",
             "--host",
@@ -740,13 +739,15 @@ class TransformersServeVisionSpec(TransformersServeSpec):
     name = "transformers-serve-vision"
     env_var = "TRANSFORMERS_SERVE_VISION_URL"
     model_id = vision_model.VISION_MODEL_ID
-    served_dirname = vision_model.VISION_DIRNAME
     venv_name = f"transformers-vision-{TRANSFORMERS_VERSION}"
     requirements = (
         f"transformers[serving]=={TRANSFORMERS_VERSION}",
         f"torch=={TORCH_VERSION}",
         f"pillow=={PILLOW_VERSION}",
     )
+
+    def hf_dir(self) -> Path:
+        return vision_model.vision_dir()
 
     def installed(self) -> bool:
         return self.venv_installed() and vision_model.vision_ready()
