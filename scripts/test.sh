@@ -20,6 +20,7 @@ mkdir -p "$ART"
 # nightly workflow does; every recorded provider is replayed offline either way.
 DEFAULT_SERVERS="vllm,llama-server,litellm,llama-server-qwen,portkey"
 FULL_SERVERS="vllm,llama-cpp-python,llama-server,litellm,transformers-serve,llama-server-qwen,portkey,vllm-qwen,llama-cpp-python-qwen"
+FULL_SERVERS+=",llama-server-qwen-think,litellm-qwen,portkey-think,vllm-qwen-think,transformers-serve-qwen"
 case "${1:-}" in
   --full) DEFAULT_SERVERS="$FULL_SERVERS" ;;
   "") ;;
@@ -71,8 +72,7 @@ step "README command 1 from a clean virtualenv: pip install -e . && oaicompat ru
 fresh_install || status=1
 
 # One server at a time: two llama.cpp engines (or vLLM's CPU worker) on two cores spin against each other and
-# slow generation a hundredfold. LiteLLM proxies llama-server, so those two share one stage; Portkey proxies
-# llama-server-qwen (the capable model), so those two share another.
+# slow generation a hundredfold. A gateway shares the stage of the server it proxies (FRONTS below).
 stage_servers() {  # $1: the servers to start; $2: the providers to run live against them
   step "real local servers: $1 (built once into ~/.cache/oaicompat)"
   local env_lines up_rc p
@@ -99,25 +99,22 @@ stage_servers() {  # $1: the servers to start; $2: the providers to run live aga
 }
 
 trap 'python -m oaicompat.cli servers down >&2' EXIT
+# A gateway runs in the stage of the server it fronts (alone with it when that server is not a stage of its own).
+declare -A FRONTS=([litellm]=llama-server [portkey]=llama-server-qwen
+                   [litellm-qwen]=llama-server-qwen-think [portkey-think]=llama-server-qwen-think)
+chosen() { [[ ",$SERVERS," == *",$1,"* ]]; }
 for stage in ${SERVERS//,/ }; do
-  case "$stage" in
-    litellm) ;;                                   # runs in the llama-server stage
-    llama-server)
-      if [[ ",$SERVERS," == *",litellm,"* ]]; then stage_servers "llama-server litellm" "llama-server litellm"
-      else stage_servers "llama-server" "llama-server"; fi ;;
-    portkey) ;;                                   # runs in the llama-server-qwen stage
-    llama-server-qwen)   # the capable model, and the Portkey gateway in front of it
-      if [[ ",$SERVERS," == *",portkey,"* ]]; then stage_servers "llama-server-qwen portkey" "llama-server-qwen portkey"
-      else stage_servers "llama-server-qwen" "llama-server-qwen"; fi ;;
-    *) stage_servers "$stage" "$stage" ;;
-  esac
+  upstream="${FRONTS[$stage]:-}"
+  if [[ -n "$upstream" ]]; then
+    chosen "$upstream" || stage_servers "$upstream $stage" "$stage"
+    continue
+  fi
+  members="$stage"
+  for gateway in $(printf '%s\n' "${!FRONTS[@]}" | sort); do
+    if [[ "${FRONTS[$gateway]}" == "$stage" ]] && chosen "$gateway"; then members+=" $gateway"; fi
+  done
+  stage_servers "$members" "$members"
 done
-if [[ ",$SERVERS," == *",portkey,"* && ",$SERVERS," != *",llama-server-qwen,"* ]]; then
-  stage_servers "llama-server-qwen portkey" "portkey"
-fi
-if [[ ",$SERVERS," == *",litellm,"* && ",$SERVERS," != *",llama-server,"* ]]; then
-  stage_servers "llama-server litellm" "litellm"
-fi
 
 step "offline replay of every recorded provider"
 run_pytest suites --results "$ART/replay.json" -q
