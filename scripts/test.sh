@@ -15,10 +15,11 @@ cd "$(dirname "$0")/.."
 ART="${OAICOMPAT_ARTIFACTS:-$(mktemp -d -t oaicompat-test.XXXXXX)}"
 mkdir -p "$ART"
 # The live stages. By default a representative subset that keeps a fresh machine within an hour: vLLM, llama-server
-# with LiteLLM in front, and the capable model on llama-server with the Portkey gateway in front. `--full` runs
-# every real server live (llama-cpp-python, transformers serve and the other capable-model servers too), as the
-# nightly workflow does; every recorded provider is replayed offline either way.
-DEFAULT_SERVERS="vllm,llama-server,litellm,llama-server-qwen,portkey"
+# with LiteLLM in front, the capable model on llama-server with the Portkey gateway in front, and the capable model
+# behind a template that opens <think> (the reasoning path) on llama-server. `--full` runs every real server live
+# (llama-cpp-python, transformers serve and the other capable-model servers too), as the nightly workflow does;
+# every recorded provider is replayed offline either way.
+DEFAULT_SERVERS="vllm,llama-server,litellm,llama-server-qwen,portkey,llama-server-qwen-think"
 FULL_SERVERS="vllm,llama-cpp-python,llama-server,litellm,transformers-serve,llama-server-qwen,portkey,vllm-qwen,llama-cpp-python-qwen"
 FULL_SERVERS+=",llama-server-qwen-think,litellm-qwen,portkey-think,vllm-qwen-think,transformers-serve-qwen"
 case "${1:-}" in

@@ -17,6 +17,10 @@ The model axis: each spec names the GGUF it serves (``gguf_model``). Started by 
   model id ``qwen2.5-coder-0.5b``) with ``--jinja`` and the GGUF's own embedded Qwen2.5 tool-capable template.
 - ``portkey``: the Portkey AI gateway (npm ``@portkey-ai/gateway``) in front of ``llama-server-qwen``; requests
   name the upstream with the ``x-portkey-provider`` and ``x-portkey-custom-host`` headers (providers.yaml).
+- ``vllm-qwen``, ``llama-cpp-python-qwen``, ``transformers-serve-qwen``: the other servers on the capable model.
+- ``llama-server-qwen-think``, ``vllm-qwen-think``: the capable model behind QwQ-32B's chat template (from
+  llama.cpp's sources; its generation prompt opens ``<think>``) with each server's reasoning parser, model id
+  ``qwen2.5-coder-0.5b-think``; ``litellm-qwen`` and ``portkey-think`` are the gateways in front of the first.
 
 The API key never appears in an argv (``argv`` takes it only to make that promise testable): each
 server gets it through an environment variable it reads itself, so it lands in no log or file.
