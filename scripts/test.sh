@@ -15,11 +15,14 @@ cd "$(dirname "$0")/.."
 ART="${OAICOMPAT_ARTIFACTS:-$(mktemp -d -t oaicompat-test.XXXXXX)}"
 mkdir -p "$ART"
 # The live stages. By default a representative subset that keeps a fresh machine within an hour: vLLM, llama-server
-# with LiteLLM in front, and the capable model on llama-server with the Portkey gateway in front. `--full` runs
-# every real server live (llama-cpp-python, transformers serve and the other capable-model servers too), as the
-# nightly workflow does; every recorded provider is replayed offline either way.
-DEFAULT_SERVERS="vllm,llama-server,litellm,llama-server-qwen,portkey"
-FULL_SERVERS="vllm,llama-cpp-python,llama-server,litellm,transformers-serve,llama-server-qwen,portkey,vllm-qwen,llama-cpp-python-qwen,transformers-serve-vision,vllm-vision"
+# with LiteLLM in front, the capable model on llama-server with the Portkey gateway in front, and the capable model
+# behind a template that opens <think> (the reasoning path) on llama-server. `--full` runs every real server live
+# (llama-cpp-python, transformers serve and the other capable-model servers too), as the nightly workflow does;
+# every recorded provider is replayed offline either way.
+DEFAULT_SERVERS="vllm,llama-server,litellm,llama-server-qwen,portkey,llama-server-qwen-think"
+FULL_SERVERS="vllm,llama-cpp-python,llama-server,litellm,transformers-serve,llama-server-qwen,portkey,vllm-qwen,llama-cpp-python-qwen"
+FULL_SERVERS+=",llama-server-qwen-think,litellm-qwen,portkey-think,vllm-qwen-think,transformers-serve-qwen"
+FULL_SERVERS+=",transformers-serve-vision,vllm-vision"
 case "${1:-}" in
   --full) DEFAULT_SERVERS="$FULL_SERVERS" ;;
   "") ;;
@@ -71,8 +74,7 @@ step "README command 1 from a clean virtualenv: pip install -e . && oaicompat ru
 fresh_install || status=1
 
 # One server at a time: two llama.cpp engines (or vLLM's CPU worker) on two cores spin against each other and
-# slow generation a hundredfold. LiteLLM proxies llama-server, so those two share one stage; Portkey proxies
-# llama-server-qwen (the capable model), so those two share another.
+# slow generation a hundredfold. A gateway shares the stage of the server it proxies (FRONTS below).
 stage_servers() {  # $1: the servers to start; $2: the providers to run live against them
   step "real local servers: $1 (built once into ~/.cache/oaicompat)"
   local env_lines up_rc p
@@ -99,25 +101,22 @@ stage_servers() {  # $1: the servers to start; $2: the providers to run live aga
 }
 
 trap 'python -m oaicompat.cli servers down >&2' EXIT
+# A gateway runs in the stage of the server it fronts (alone with it when that server is not a stage of its own).
+declare -A FRONTS=([litellm]=llama-server [portkey]=llama-server-qwen
+                   [litellm-qwen]=llama-server-qwen-think [portkey-think]=llama-server-qwen-think)
+chosen() { [[ ",$SERVERS," == *",$1,"* ]]; }
 for stage in ${SERVERS//,/ }; do
-  case "$stage" in
-    litellm) ;;                                   # runs in the llama-server stage
-    llama-server)
-      if [[ ",$SERVERS," == *",litellm,"* ]]; then stage_servers "llama-server litellm" "llama-server litellm"
-      else stage_servers "llama-server" "llama-server"; fi ;;
-    portkey) ;;                                   # runs in the llama-server-qwen stage
-    llama-server-qwen)   # the capable model, and the Portkey gateway in front of it
-      if [[ ",$SERVERS," == *",portkey,"* ]]; then stage_servers "llama-server-qwen portkey" "llama-server-qwen portkey"
-      else stage_servers "llama-server-qwen" "llama-server-qwen"; fi ;;
-    *) stage_servers "$stage" "$stage" ;;
-  esac
+  upstream="${FRONTS[$stage]:-}"
+  if [[ -n "$upstream" ]]; then
+    chosen "$upstream" || stage_servers "$upstream $stage" "$stage"
+    continue
+  fi
+  members="$stage"
+  for gateway in $(printf '%s\n' "${!FRONTS[@]}" | sort); do
+    if [[ "${FRONTS[$gateway]}" == "$stage" ]] && chosen "$gateway"; then members+=" $gateway"; fi
+  done
+  stage_servers "$members" "$members"
 done
-if [[ ",$SERVERS," == *",portkey,"* && ",$SERVERS," != *",llama-server-qwen,"* ]]; then
-  stage_servers "llama-server-qwen portkey" "portkey"
-fi
-if [[ ",$SERVERS," == *",litellm,"* && ",$SERVERS," != *",llama-server,"* ]]; then
-  stage_servers "llama-server litellm" "litellm"
-fi
 
 step "offline replay of every recorded provider"
 run_pytest suites --results "$ART/replay.json" -q

@@ -191,9 +191,28 @@ def test_env_var_names_are_the_agreed_ones() -> None:
         "portkey": "PORTKEY_URL",
         "vllm-qwen": "VLLM_QWEN_URL",
         "llama-cpp-python-qwen": "LLAMA_CPP_PYTHON_QWEN_URL",
+        "llama-server-qwen-think": "LLAMA_SERVER_QWEN_THINK_URL",
+        "vllm-qwen-think": "VLLM_QWEN_THINK_URL",
+        "litellm-qwen": "LITELLM_QWEN_URL",
+        "portkey-think": "PORTKEY_THINK_URL",
+        "transformers-serve-qwen": "TRANSFORMERS_SERVE_QWEN_URL",
         "transformers-serve-vision": "TRANSFORMERS_SERVE_VISION_URL",
         "vllm-vision": "VLLM_VISION_URL",
     }
+
+
+@pytest.mark.parametrize("name", list(specs.SPECS))
+def test_each_server_has_a_provider_that_reads_its_url_and_names_its_model(name: str) -> None:
+    """providers.yaml has a provider of the same name whose base_url reads the variable `servers up` exports
+    and whose model is the id the server answers to."""
+    from oaicompat.config import load_providers
+
+    spec = specs.SPECS[name]
+    url = "http://127.0.0.1:40999/v1"
+    env = {s.env_var: "http://127.0.0.1:40111/v1" for s in specs.SPECS.values()} | {spec.env_var: url}
+    provider = load_providers(Path(__file__).parents[1] / "providers.yaml", env).get(name)
+    assert provider.base_url == url
+    assert provider.model == spec.model_id
 
 
 def test_missing_state_file_means_nothing_runs() -> None:
@@ -675,17 +694,56 @@ def test_up_without_names_leaves_out_a_server_that_wants_the_machine_to_itself(
     assert not specs.TransformersServeSpec.starts_by_default
 
 
-def test_portkey_provider_headers_name_the_running_upstream() -> None:
-    """providers.yaml's portkey headers read the URL `servers up` exports for llama-server-qwen, and are the
+@pytest.mark.parametrize(("gateway", "upstream"), [("portkey", "llama-server-qwen"),
+                                                   ("portkey-think", "llama-server-qwen-think")])
+def test_portkey_provider_headers_name_the_running_upstream(gateway: str, upstream: str) -> None:
+    """providers.yaml's portkey headers read the URL `servers up` exports for the upstream, and are the
     headers the spec itself uses."""
     from oaicompat.config import load_providers
 
     url = "http://127.0.0.1:40123/v1"
-    config = load_providers(Path(__file__).parents[1] / "providers.yaml", {"LLAMA_SERVER_QWEN_URL": url})
-    portkey = config.get("portkey")
-    assert dict(portkey.headers) == specs.SPECS["portkey"].request_headers({"llama-server-qwen": url})
-    assert portkey.model == config.get("llama-server-qwen").model == specs.QWEN_MODEL_ID
-    assert specs.SPECS["portkey"].requires == ("llama-server-qwen",)
+    spec = specs.SPECS[gateway]
+    config = load_providers(Path(__file__).parents[1] / "providers.yaml", {specs.SPECS[upstream].env_var: url})
+    portkey = config.get(gateway)
+    assert dict(portkey.headers) == spec.request_headers({upstream: url})
+    assert portkey.model == config.get(upstream).model == spec.model_id
+    assert spec.requires == (upstream,)
+
+
+def test_litellm_qwen_proxies_the_thinking_llama_server(cache: Path) -> None:
+    spec = specs.SPECS["litellm-qwen"]
+    run = cache / "run"
+    spec.prepare(specs.LaunchContext(run, {"llama-server-qwen-think": "http://127.0.0.1:9998/v1"}))
+    text = (run / "litellm-qwen-config.yaml").read_text()
+    assert f"model_name: {specs.QWEN_THINK_MODEL_ID}" in text and '"http://127.0.0.1:9998/v1"' in text
+    with pytest.raises(InstallError, match="llama-server-qwen-think"):
+        spec.prepare(specs.LaunchContext(run, {"llama-server": "http://127.0.0.1:9999/v1"}))
+
+
+def test_thinking_servers_use_the_qwq_template_and_a_reasoning_parser() -> None:
+    template = str(specs.chat_template_path(specs.THINK_TEMPLATE))
+    llama = specs.SPECS["llama-server-qwen-think"].argv(5555, KEY)
+    assert llama[llama.index("--chat-template-file") + 1] == template
+    assert llama[llama.index("--reasoning-format") + 1] == "deepseek"
+    vllm = specs.SPECS["vllm-qwen-think"].argv(5555, KEY)
+    assert vllm[vllm.index("--chat-template") + 1] == template
+    assert vllm[vllm.index("--reasoning-parser") + 1] == "qwen3"
+    assert json.loads(vllm[vllm.index("--default-chat-template-kwargs") + 1]) == {"enable_thinking": True}
+    # the non-thinking instances are unchanged
+    assert "--reasoning-parser" not in specs.SPECS["vllm-qwen"].argv(5555, KEY)
+    assert "--chat-template-file" not in specs.SPECS["llama-server-qwen"].argv(5555, KEY)
+
+
+def test_chat_template_is_copied_unchanged_from_llama_cpp_sources(cache: Path, monkeypatch) -> None:
+    sources = cache / "src"
+    templates = sources / "vendor" / "llama.cpp" / "models" / "templates"
+    templates.mkdir(parents=True)
+    (templates / "T.jinja").write_bytes(b"{{- 'x' }}\n")
+    monkeypatch.setattr(specs, "llama_cpp_sources", lambda log, version=specs.LLAMA_CPP_PYTHON_VERSION: sources)
+    path = specs.ensure_chat_template("T.jinja", cache / "log")
+    assert path == specs.chat_template_path("T.jinja") and path.read_bytes() == b"{{- 'x' }}\n"
+    with pytest.raises(InstallError, match="no models/templates/missing.jinja"):
+        specs.ensure_chat_template("missing.jinja", cache / "log")
 
 
 def test_a_header_variable_without_default_that_is_unset_makes_the_provider_unavailable(tmp_path: Path) -> None:

@@ -104,3 +104,18 @@ def test_schedule_and_dispatch(workflow):
     on = workflow[True]
     assert "schedule" in on and "workflow_dispatch" in on
     assert set(on) == {"schedule", "workflow_dispatch"}, "no trigger that runs with someone else's input"
+
+
+def test_every_local_server_runs_live_in_the_nightly_and_in_the_full_test_command():
+    """A server oaicompat can start is run live somewhere: in a nightly group and in `scripts/test.sh --full`."""
+    from oaicompat.servers.specs import SPECS
+
+    root = Path(__file__).parents[1]
+    workflow = (root / ".github" / "workflows" / "nightly.yml").read_text()
+    groups = re.search(r"^\s+LOCAL_SERVER_GROUPS: (.+)$", workflow, re.M)
+    assert groups, "nightly.yml sets no LOCAL_SERVER_GROUPS"
+    nightly = {name for group in groups.group(1).split() for name in group.split(",")}
+    script = (root / "scripts" / "test.sh").read_text()
+    full = {name for part in re.findall(r'^FULL_SERVERS\+?="?,?([^"]+)"', script, re.M) for name in part.split(",")}
+    assert set(SPECS) == nightly
+    assert set(SPECS) == full

@@ -17,6 +17,10 @@ The model axis: each spec names the GGUF it serves (``gguf_model``). Started by 
   model id ``qwen2.5-coder-0.5b``) with ``--jinja`` and the GGUF's own embedded Qwen2.5 tool-capable template.
 - ``portkey``: the Portkey AI gateway (npm ``@portkey-ai/gateway``) in front of ``llama-server-qwen``; requests
   name the upstream with the ``x-portkey-provider`` and ``x-portkey-custom-host`` headers (providers.yaml).
+- ``vllm-qwen``, ``llama-cpp-python-qwen``, ``transformers-serve-qwen``: the other servers on the capable model.
+- ``llama-server-qwen-think``, ``vllm-qwen-think``: the capable model behind QwQ-32B's chat template (from
+  llama.cpp's sources; its generation prompt opens ``<think>``) with each server's reasoning parser, model id
+  ``qwen2.5-coder-0.5b-think``; ``litellm-qwen`` and ``portkey-think`` are the gateways in front of the first.
 - ``transformers-serve-vision`` and ``vllm-vision``: the tiny vision-language model with RANDOM WEIGHTS
   (``vision_model``), each in a venv of its own; its answers are noise, the servers' image path is real.
 
@@ -40,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from ..fileio import atomic_write_bytes
 from . import model, paths, vision_model
 from .errors import InstallError, run_logged
 
@@ -60,11 +65,16 @@ TORCH_VERSION = "2.13.0"
 # newest whose [proxy] extra resolves on PyPI (1.108.8+ pin litellm-enterprise/litellm-proxy-extras releases PyPI lacks)
 LITELLM_VERSION = "1.108.7"
 LLAMA_TEMPLATE = "Qwen-Qwen2.5-7B-Instruct.jinja"
+#: QwQ-32B's chat template from llama.cpp's sources: QwQ is a reasoning model built on Qwen2.5, so the template
+#: speaks Qwen2.5's ChatML and Hermes tool format and its generation prompt opens a ``<think>`` block.
+THINK_TEMPLATE = "Qwen-QwQ-32B.jinja"
 TRANSFORMERS_VERSION = "5.24.0"
 PORTKEY_VERSION = "1.15.2"
 PILLOW_VERSION = "12.3.0"  # the vision servers' image decoding
 #: Served model id of the capable model (Qwen2.5-Coder-0.5B-Instruct).
 QWEN_MODEL_ID = "qwen2.5-coder-0.5b"
+#: Served model id of the capable model behind a template that opens a <think> block (the reasoning servers).
+QWEN_THINK_MODEL_ID = "qwen2.5-coder-0.5b-think"
 
 INSTALLED_MARKER = ".oaicompat-installed"
 
@@ -88,6 +98,48 @@ def install_lock(name: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def llama_cpp_sources(log: Path, version: str = LLAMA_CPP_PYTHON_VERSION) -> Path:
+    """The llama-cpp-python sdist unpacked in the build dir (downloaded once): llama.cpp's sources and templates."""
+    source_dir = paths.build_dir() / f"llama_cpp_python-{version}"
+    if (source_dir / "vendor" / "llama.cpp" / "CMakeLists.txt").is_file():
+        return source_dir
+    build_root = paths.build_dir()
+    build_root.mkdir(parents=True, exist_ok=True)
+    sdist = build_root / f"llama_cpp_python-{version}.tar.gz"
+    if not sdist.is_file():
+        run_logged(
+            [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--no-binary", ":all:",
+             "--no-deps", "-d", str(build_root), f"llama-cpp-python=={version}"],
+            log,
+            what="downloading the llama-cpp-python sdist",
+        )
+    if not sdist.is_file():
+        raise InstallError(f"pip download wrote no {sdist}; see {log}")
+    with tarfile.open(sdist) as tar:
+        tar.extractall(build_root, filter="data")
+    if not (source_dir / "vendor" / "llama.cpp" / "CMakeLists.txt").is_file():
+        raise InstallError(f"{sdist} did not unpack to {source_dir}/vendor/llama.cpp")
+    return source_dir
+
+
+def chat_template_path(name: str) -> Path:
+    """Where a chat template taken from llama.cpp's sources is kept (``templates/<name>`` in the cache)."""
+    return paths.cache_root() / "templates" / name
+
+
+def ensure_chat_template(name: str, log: Path) -> Path:
+    """Copy ``models/templates/<name>`` out of llama.cpp's sources into the cache, once, unchanged."""
+    target = chat_template_path(name)
+    if target.is_file():
+        return target
+    source = llama_cpp_sources(log) / "vendor" / "llama.cpp" / "models" / "templates" / name
+    if not source.is_file():
+        raise InstallError(f"llama.cpp's sources have no models/templates/{name}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(target, source.read_bytes())
+    return target
 
 
 class ServerSpec(ABC):
@@ -285,36 +337,7 @@ class LlamaServerSpec(ServerSpec):
             tmp.rename(self.home)
 
     def _ensure_sources(self, log: Path) -> Path:
-        if (self.source_dir / "vendor" / "llama.cpp" / "CMakeLists.txt").is_file():
-            return self.source_dir
-        build_root = paths.build_dir()
-        build_root.mkdir(parents=True, exist_ok=True)
-        sdist = build_root / f"llama_cpp_python-{self.version}.tar.gz"
-        if not sdist.is_file():
-            run_logged(
-                [
-                    sys.executable,
-                    "-m",
-                    "pip",
-                    "download",
-                    "--disable-pip-version-check",
-                    "--no-binary",
-                    ":all:",
-                    "--no-deps",
-                    "-d",
-                    str(build_root),
-                    f"llama-cpp-python=={self.version}",
-                ],
-                log,
-                what="downloading the llama-cpp-python sdist",
-            )
-        if not sdist.is_file():
-            raise InstallError(f"pip download wrote no {sdist}; see {log}")
-        with tarfile.open(sdist) as tar:
-            tar.extractall(build_root, filter="data")
-        if not (self.source_dir / "vendor" / "llama.cpp" / "CMakeLists.txt").is_file():
-            raise InstallError(f"{sdist} did not unpack to {self.source_dir}/vendor/llama.cpp")
-        return self.source_dir
+        return llama_cpp_sources(log, self.version)
 
     def chat_template_args(self) -> list[str]:
         """Gemma's GGUF has no chat template: the tool-capable Qwen2.5 one from the llama.cpp sources."""
@@ -373,6 +396,27 @@ class LlamaServerQwenSpec(LlamaServerSpec):
 
     def chat_template_args(self) -> list[str]:
         return []  # the GGUF's own template
+
+
+class LlamaServerQwenThinkSpec(LlamaServerQwenSpec):
+    """The capable model behind a template that opens a ``<think>`` block: QwQ-32B's, from llama.cpp's sources
+    (QwQ is a Qwen2.5 reasoning model: same ChatML tokens, same Hermes tool format). Qwen2.5-Coder itself was not
+    trained to reason; given an open block it writes its working there, and llama-server's parser
+    (``--reasoning-format deepseek``) moves what it finds before ``</think>`` out of ``content``."""
+
+    name = "llama-server-qwen-think"
+    env_var = "LLAMA_SERVER_QWEN_THINK_URL"
+    model_id = QWEN_THINK_MODEL_ID
+
+    def installed(self) -> bool:
+        return super().installed() and chat_template_path(THINK_TEMPLATE).is_file()
+
+    def install(self, log: Path) -> None:
+        super().install(log)
+        ensure_chat_template(THINK_TEMPLATE, log)
+
+    def chat_template_args(self) -> list[str]:
+        return ["--chat-template-file", str(chat_template_path(THINK_TEMPLATE)), "--reasoning-format", "deepseek"]
 
 
 # --------------------------------------------------------------------------- llama-cpp-python
@@ -521,6 +565,35 @@ class VllmQwenSpec(VllmSpec):
     starts_by_default = False
 
 
+class VllmQwenThinkSpec(VllmQwenSpec):
+    """vLLM serving the capable model behind QwQ-32B's template (a generation prompt that opens ``<think>``;
+    ``enable_thinking`` set so the template leaves the block open) with its Qwen3 reasoning parser, which moves
+    the text before ``</think>`` into the message's reasoning field. Its own instance: with the parser on, every
+    answer of this model goes through it."""
+
+    name = "vllm-qwen-think"
+    env_var = "VLLM_QWEN_THINK_URL"
+    model_id = QWEN_THINK_MODEL_ID
+
+    def installed(self) -> bool:
+        return super().installed() and chat_template_path(THINK_TEMPLATE).is_file()
+
+    def install(self, log: Path) -> None:
+        super().install(log)
+        ensure_chat_template(THINK_TEMPLATE, log)
+
+    def argv(self, port: int, key: str) -> list[str]:
+        return [
+            *super().argv(port, key),
+            "--chat-template",
+            str(chat_template_path(THINK_TEMPLATE)),
+            "--default-chat-template-kwargs",
+            json.dumps({"enable_thinking": True}),
+            "--reasoning-parser",
+            "qwen3",
+        ]
+
+
 # --------------------------------------------------------------------------- LiteLLM
 
 
@@ -529,24 +602,26 @@ class LiteLLMSpec(VenvSpec):
     version = LITELLM_VERSION
     env_var = "LITELLM_URL"
     ready_timeout = 90.0
-    requires = ("llama-server",)
+    requires: tuple[str, ...] = ("llama-server",)
+    upstream = "llama-server"  # the server it proxies (named in ``requires``)
+    gguf_model = None  # it serves none itself
     venv_name = f"litellm-{LITELLM_VERSION}"
     requirements = (f"litellm[proxy]=={LITELLM_VERSION}",)
 
     def config_path(self, run_dir: Path | None = None) -> Path:
-        return (run_dir or paths.run_dir()) / "litellm-config.yaml"
+        return (run_dir or paths.run_dir()) / f"{self.name}-config.yaml"
 
     def prepare(self, ctx: LaunchContext) -> None:
-        upstream = ctx.upstreams.get("llama-server")
+        upstream = ctx.upstreams.get(self.upstream)
         if not upstream:
-            raise InstallError("litellm proxies llama-server, which is not running")
+            raise InstallError(f"{self.name} proxies {self.upstream}, which is not running")
         ctx.run_dir.mkdir(parents=True, exist_ok=True)
         # JSON strings are YAML strings. The key is read from the environment by LiteLLM itself.
         text = (
             "model_list:\n"
-            f"  - model_name: {MODEL_ID}\n"
+            f"  - model_name: {self.model_id}\n"
             "    litellm_params:\n"
-            f"      model: {json.dumps('openai/' + MODEL_ID)}\n"
+            f"      model: {json.dumps('openai/' + self.model_id)}\n"
             f"      api_base: {json.dumps(upstream)}\n"
             f"      api_key: {json.dumps('os.environ/' + KEY_ENV)}\n"
         )
@@ -570,6 +645,17 @@ class LiteLLMSpec(VenvSpec):
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no fetch of the cost map from the network
             "LITELLM_TELEMETRY": "False",
         }
+
+
+class LiteLLMQwenSpec(LiteLLMSpec):
+    """The LiteLLM proxy in front of ``llama-server-qwen-think``: the capable model, tools and reasoning."""
+
+    name = "litellm-qwen"
+    env_var = "LITELLM_QWEN_URL"
+    requires = ("llama-server-qwen-think",)
+    upstream = "llama-server-qwen-think"
+    model_id = QWEN_THINK_MODEL_ID
+    starts_by_default = False
 
 
 # --------------------------------------------------------------------------- transformers serve
@@ -630,6 +716,16 @@ class TransformersServeSpec(ConvertedModelSpec):
         }
 
 
+class TransformersServeQwenSpec(TransformersServeSpec):
+    """``transformers serve`` on the capable model's converted folder (the one vLLM serves); it parses the
+    model's ``<tool_call>`` output into tool calls itself."""
+
+    name = "transformers-serve-qwen"
+    env_var = "TRANSFORMERS_SERVE_QWEN_URL"
+    gguf_model = model.QWEN_CODER
+    model_id = model.QWEN_CODER.hf_dir().name
+
+
 # --------------------------------------------------------------------------- Portkey AI gateway
 
 #: Node preload for Portkey: its start script has no host option and would listen on every interface; this
@@ -658,7 +754,8 @@ class PortkeySpec(ServerSpec):
     version = PORTKEY_VERSION
     env_var = "PORTKEY_URL"
     ready_timeout = 60.0
-    requires = ("llama-server-qwen",)
+    requires: tuple[str, ...] = ("llama-server-qwen",)
+    upstream = "llama-server-qwen"  # the server it fronts (named in ``requires``)
     ready_path = "/"  # answers "AI Gateway says hey!"; /v1/models needs a provider header
     reads_key = False
     model_id = QWEN_MODEL_ID
@@ -678,7 +775,7 @@ class PortkeySpec(ServerSpec):
         return self.entry.is_file() and (self.home / INSTALLED_MARKER).is_file()
 
     def install(self, log: Path) -> None:
-        with install_lock(self.name):
+        with install_lock("portkey"):  # one install, whichever gateway instance asks for it
             if self.installed():
                 return
             npm = shutil.which("npm")
@@ -698,14 +795,14 @@ class PortkeySpec(ServerSpec):
 
     def request_headers(self, upstreams: Mapping[str, str]) -> dict[str, str]:
         # The same two headers providers.yaml gives the portkey provider.
-        return {"x-portkey-provider": "openai", "x-portkey-custom-host": upstreams["llama-server-qwen"]}
+        return {"x-portkey-provider": "openai", "x-portkey-custom-host": upstreams[self.upstream]}
 
     def preload_path(self, run_dir: Path | None = None) -> Path:
-        return (run_dir or paths.run_dir()) / "portkey-loopback.cjs"
+        return (run_dir or paths.run_dir()) / f"{self.name}-loopback.cjs"
 
     def prepare(self, ctx: LaunchContext) -> None:
-        if "llama-server-qwen" not in ctx.upstreams:
-            raise InstallError("portkey proxies llama-server-qwen, which is not running")
+        if self.upstream not in ctx.upstreams:
+            raise InstallError(f"{self.name} proxies {self.upstream}, which is not running")
         ctx.run_dir.mkdir(parents=True, exist_ok=True)
         self.preload_path(ctx.run_dir).write_text(_LOOPBACK_PRELOAD, encoding="utf-8")
 
@@ -722,6 +819,16 @@ class PortkeySpec(ServerSpec):
 
     def env(self, key: str) -> dict[str, str]:
         return {"NODE_ENV": "production"}
+
+
+class PortkeyThinkSpec(PortkeySpec):
+    """A second Portkey gateway (the same install) in front of ``llama-server-qwen-think``."""
+
+    name = "portkey-think"
+    env_var = "PORTKEY_THINK_URL"
+    requires = ("llama-server-qwen-think",)
+    upstream = "llama-server-qwen-think"
+    model_id = QWEN_THINK_MODEL_ID
 
 
 # --------------------------------------------------------------------------- the vision path (random weights)
@@ -837,6 +944,11 @@ SPECS: dict[str, ServerSpec] = {
         PortkeySpec(),
         VllmQwenSpec(),
         LlamaCppPythonQwenSpec(),
+        LlamaServerQwenThinkSpec(),
+        VllmQwenThinkSpec(),
+        LiteLLMQwenSpec(),
+        PortkeyThinkSpec(),
+        TransformersServeQwenSpec(),
         TransformersServeVisionSpec(),
         VllmVisionSpec(),
     )
