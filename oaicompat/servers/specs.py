@@ -192,6 +192,19 @@ class ServerSpec(ABC):
         return f"http://{LOOPBACK}:{port}{self.ready_path}"
 
 
+class ReadsThinkTemplate(ServerSpec):
+    """Mixed in before a server spec whose server reads QwQ-32B's chat template: installing copies it out of
+    llama.cpp's sources into the cache, and the server is installed only when it is there."""
+
+    def installed(self) -> bool:
+        # super() is the server spec this is mixed into (never ServerSpec's abstract method itself)
+        return super().installed() and chat_template_path(THINK_TEMPLATE).is_file()  # type: ignore[safe-super]
+
+    def install(self, log: Path) -> None:
+        super().install(log)  # type: ignore[safe-super]
+        ensure_chat_template(THINK_TEMPLATE, log)
+
+
 # --------------------------------------------------------------------------- venv helpers
 
 
@@ -398,7 +411,7 @@ class LlamaServerQwenSpec(LlamaServerSpec):
         return []  # the GGUF's own template
 
 
-class LlamaServerQwenThinkSpec(LlamaServerQwenSpec):
+class LlamaServerQwenThinkSpec(ReadsThinkTemplate, LlamaServerQwenSpec):
     """The capable model behind a template that opens a ``<think>`` block: QwQ-32B's, from llama.cpp's sources
     (QwQ is a Qwen2.5 reasoning model: same ChatML tokens, same Hermes tool format). Qwen2.5-Coder itself was not
     trained to reason; given an open block it writes its working there, and llama-server's parser
@@ -407,13 +420,6 @@ class LlamaServerQwenThinkSpec(LlamaServerQwenSpec):
     name = "llama-server-qwen-think"
     env_var = "LLAMA_SERVER_QWEN_THINK_URL"
     model_id = QWEN_THINK_MODEL_ID
-
-    def installed(self) -> bool:
-        return super().installed() and chat_template_path(THINK_TEMPLATE).is_file()
-
-    def install(self, log: Path) -> None:
-        super().install(log)
-        ensure_chat_template(THINK_TEMPLATE, log)
 
     def chat_template_args(self) -> list[str]:
         return ["--chat-template-file", str(chat_template_path(THINK_TEMPLATE)), "--reasoning-format", "deepseek"]
@@ -565,7 +571,7 @@ class VllmQwenSpec(VllmSpec):
     starts_by_default = False
 
 
-class VllmQwenThinkSpec(VllmQwenSpec):
+class VllmQwenThinkSpec(ReadsThinkTemplate, VllmQwenSpec):
     """vLLM serving the capable model behind QwQ-32B's template (a generation prompt that opens ``<think>``;
     ``enable_thinking`` set so the template leaves the block open) with its Qwen3 reasoning parser, which moves
     the text before ``</think>`` into the message's reasoning field. Its own instance: with the parser on, every
@@ -574,13 +580,6 @@ class VllmQwenThinkSpec(VllmQwenSpec):
     name = "vllm-qwen-think"
     env_var = "VLLM_QWEN_THINK_URL"
     model_id = QWEN_THINK_MODEL_ID
-
-    def installed(self) -> bool:
-        return super().installed() and chat_template_path(THINK_TEMPLATE).is_file()
-
-    def install(self, log: Path) -> None:
-        super().install(log)
-        ensure_chat_template(THINK_TEMPLATE, log)
 
     def argv(self, port: int, key: str) -> list[str]:
         return [
