@@ -22,7 +22,7 @@ mkdir -p "$ART"
 DEFAULT_SERVERS="vllm,llama-server,litellm,llama-server-qwen,portkey,llama-server-qwen-think"
 FULL_SERVERS="vllm,llama-cpp-python,llama-server,litellm,transformers-serve,llama-server-qwen,portkey,vllm-qwen,llama-cpp-python-qwen"
 FULL_SERVERS+=",llama-server-qwen-think,litellm-qwen,portkey-think,vllm-qwen-think,transformers-serve-qwen"
-FULL_SERVERS+=",transformers-serve-vision,vllm-vision"
+FULL_SERVERS+=",transformers-serve-vision,vllm-vision,llama-server-vision"
 case "${1:-}" in
   --full) DEFAULT_SERVERS="$FULL_SERVERS" ;;
   "") ;;

@@ -198,6 +198,7 @@ def test_env_var_names_are_the_agreed_ones() -> None:
         "transformers-serve-qwen": "TRANSFORMERS_SERVE_QWEN_URL",
         "transformers-serve-vision": "TRANSFORMERS_SERVE_VISION_URL",
         "vllm-vision": "VLLM_VISION_URL",
+        "llama-server-vision": "LLAMA_SERVER_VISION_URL",
     }
 
 

@@ -294,3 +294,75 @@ def test_a_build_that_does_not_load_back_is_not_marked_done(
         vision_model.ensure_vision_model(python, tmp_path / "build.log")
     assert not vision_model.vision_ready()
     assert not vision_model.vision_dir().exists()
+
+
+# --------------------------------------------------------------------------- llama-server's GGUF + mmproj
+
+
+def test_llama_server_vision_loads_the_converted_gguf_and_its_mmproj() -> None:
+    spec = specs.SPECS["llama-server-vision"]
+    assert isinstance(spec, specs.LlamaServerVisionSpec) and not spec.starts_by_default
+    argv = spec.argv(5555, KEY)
+    folder = vision_model.gguf_dir()
+    assert argv[argv.index("-m") + 1] == str(folder / vision_model.GGUF_TEXT)
+    assert argv[argv.index("--mmproj") + 1] == str(folder / vision_model.GGUF_MMPROJ)
+    assert argv[argv.index("-a") + 1] == vision_model.VISION_MODEL_ID
+    assert "--chat-template-file" not in argv  # the template the converter embedded
+    entry = oconfig.load_providers(PROVIDERS_FILE, env={}).providers["llama-server-vision"]
+    assert entry.supports.get("vision") is True and "random weights" in entry.title.lower()
+
+
+#: Stands in for the venv's python running llama.cpp's converter: writes the --outfile it is given.
+_FAKE_CONVERTER_PYTHON = r'''#!{python}
+import os, sys
+args = sys.argv[1:]
+assert args[0].endswith("convert_hf_to_gguf.py") and os.environ["PYTHONPATH"].endswith("gguf-py"), args
+open(args[args.index("--outfile") + 1], "wb").write(b"GGUF" + (b"mm" if "--mmproj" in args else b"tx"))
+sys.exit(int(os.environ.get("FAIL_CONVERT", "0")))
+'''
+
+
+def _converter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    import sys
+
+    python = tmp_path / "fake-python"
+    python.write_text(_FAKE_CONVERTER_PYTHON.format(python=sys.executable))
+    python.chmod(0o755)
+    llama_cpp = tmp_path / "llama.cpp"
+    llama_cpp.mkdir()
+    (llama_cpp / "convert_hf_to_gguf.py").write_text("# stand-in\n")
+    vision_model.vision_dir().mkdir(parents=True)
+    (vision_model.vision_dir() / vision_model.VISION_DONE_MARKER).write_text("random weights\n")
+    return python, llama_cpp
+
+
+def test_the_gguf_conversion_writes_text_and_mmproj_once_and_says_random_weights(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
+    python, llama_cpp = _converter(tmp_path, monkeypatch)
+    folder = vision_model.ensure_vision_gguf(python, llama_cpp, tmp_path / "conv.log")
+    assert folder == vision_model.gguf_dir() and vision_model.gguf_ready()
+    assert (folder / vision_model.GGUF_TEXT).read_bytes() == b"GGUFtx"
+    assert (folder / vision_model.GGUF_MMPROJ).read_bytes() == b"GGUFmm"
+    assert "RANDOM WEIGHTS" in (folder / "README.md").read_text()
+    assert "random weights" in (folder / vision_model.GGUF_DONE_MARKER).read_text()
+    (folder / vision_model.GGUF_TEXT).write_bytes(b"kept")
+    assert vision_model.ensure_vision_gguf(python, llama_cpp, tmp_path / "conv.log") == folder
+    assert (folder / vision_model.GGUF_TEXT).read_bytes() == b"kept"  # converted once
+
+
+def test_a_failed_conversion_leaves_no_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
+    from oaicompat.servers.errors import InstallError
+
+    python, llama_cpp = _converter(tmp_path, monkeypatch)
+    monkeypatch.setenv("FAIL_CONVERT", "1")
+    with pytest.raises(InstallError, match="converting the random weights vision model"):
+        vision_model.ensure_vision_gguf(python, llama_cpp, tmp_path / "conv.log")
+    assert not vision_model.gguf_ready() and not vision_model.gguf_dir().exists()
+    assert not list(vision_model.gguf_dir().parent.glob("*.tmp"))
+
+
+def test_the_conversion_needs_the_built_folder(tmp_path: Path, cache: Path) -> None:
+    from oaicompat.servers.errors import InstallError
+
+    with pytest.raises(InstallError, match="is not built"):
+        vision_model.ensure_vision_gguf(tmp_path / "python", tmp_path, tmp_path / "conv.log")

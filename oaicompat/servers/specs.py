@@ -356,12 +356,15 @@ class LlamaServerSpec(ServerSpec):
         """Gemma's GGUF has no chat template: the tool-capable Qwen2.5 one from the llama.cpp sources."""
         return ["--chat-template-file", str(self.template)]
 
-    def argv(self, port: int, key: str) -> list[str]:
+    def model_args(self) -> list[str]:
+        """What to load: the spec's GGUF."""
         assert self.gguf_model is not None
+        return ["-m", str(self.gguf_model.path())]
+
+    def argv(self, port: int, key: str) -> list[str]:
         return [
             str(self.binary),
-            "-m",
-            str(self.gguf_model.path()),
+            *self.model_args(),
             "--host",
             LOOPBACK,
             "--port",
@@ -866,6 +869,37 @@ class TransformersServeVisionSpec(TransformersServeSpec):
             vision_model.ensure_vision_model(self.python, log)
 
 
+class LlamaServerVisionSpec(LlamaServerSpec):
+    """llama-server serving the vision model with RANDOM WEIGHTS through its multimodal path: the built folder
+    converted by llama.cpp's own ``convert_hf_to_gguf.py`` (from the same sources as the binary) into a text GGUF
+    and an ``--mmproj`` GGUF (vision tower and projector), with the chat template the GGUF embeds."""
+
+    name = "llama-server-vision"
+    env_var = "LLAMA_SERVER_VISION_URL"
+    model_id = vision_model.VISION_MODEL_ID
+    gguf_model = None  # not one of the packaged GGUFs: converted from the built folder (below)
+    starts_by_default = False
+    threads = 1  # as llama-server-qwen: two threads stall on shared cores
+
+    def installed(self) -> bool:
+        return self.binary_installed() and vision_model.gguf_ready()
+
+    def install(self, log: Path) -> None:
+        super().install(log)
+        builder = SPECS["transformers-serve-vision"]  # its venv builds the folder and has torch for the converter
+        assert isinstance(builder, TransformersServeVisionSpec)
+        builder.install(log)
+        with install_lock(vision_model.GGUF_DIRNAME):
+            vision_model.ensure_vision_gguf(builder.python, llama_cpp_sources(log) / "vendor" / "llama.cpp", log)
+
+    def model_args(self) -> list[str]:
+        folder = vision_model.gguf_dir()
+        return ["-m", str(folder / vision_model.GGUF_TEXT), "--mmproj", str(folder / vision_model.GGUF_MMPROJ)]
+
+    def chat_template_args(self) -> list[str]:
+        return []  # the template the converter embedded (the Gemma one of the folder)
+
+
 class VllmVisionSpec(VllmSpec):
     """vLLM serving the vision model with RANDOM WEIGHTS (the same folder as ``transformers-serve-vision``).
 
@@ -949,6 +983,7 @@ SPECS: dict[str, ServerSpec] = {
         PortkeyThinkSpec(),
         TransformersServeQwenSpec(),
         TransformersServeVisionSpec(),
+        LlamaServerVisionSpec(),
         VllmVisionSpec(),
     )
 }

@@ -305,6 +305,62 @@ def ensure_vision_model(python: Path, log: Path | None = None) -> Path:
     return target
 
 
+# --------------------------------------------------------------------------- GGUF + mmproj (llama-server)
+
+GGUF_DIRNAME = f"{VISION_DIRNAME}-gguf"
+GGUF_TEXT = "model.gguf"
+GGUF_MMPROJ = "mmproj.gguf"
+GGUF_DONE_MARKER = ".oaicompat-converted"
+
+
+def gguf_dir() -> Path:
+    return paths.models_dir() / GGUF_DIRNAME
+
+
+def gguf_ready(folder: Path | None = None) -> bool:
+    return ((folder or gguf_dir()) / GGUF_DONE_MARKER).is_file()
+
+
+def convert_argv(python: Path, converter: Path, source: Path, outfile: Path, *, mmproj: bool) -> list[str]:
+    """llama.cpp's own converter: the text model, or with ``--mmproj`` the vision tower and projector."""
+    return [str(python), str(converter), str(source), *(["--mmproj"] if mmproj else []),
+            "--outfile", str(outfile), "--outtype", "f32"]
+
+
+def ensure_vision_gguf(python: Path, llama_cpp: Path, log: Path | None = None) -> Path:
+    """Return the folder holding the vision model as llama-server reads it (a text GGUF and an mmproj GGUF),
+    converting the built folder once with ``llama_cpp``'s ``convert_hf_to_gguf.py`` run by ``python`` (a venv with
+    torch and transformers; the converter's ``gguf`` package comes from the same llama.cpp sources)."""
+    target = gguf_dir()
+    if gguf_ready(target):
+        return target
+    if not vision_ready():
+        raise InstallError(f"the {LABEL} vision folder {vision_dir()} is not built; build it first")
+    log = log or paths.new_log_path("convert-vision-gguf")
+    converter = llama_cpp / "convert_hf_to_gguf.py"
+    if not converter.is_file():
+        raise InstallError(f"llama.cpp's sources have no {converter.name} at {converter}")
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    env = dict(os.environ, PYTHONPATH=str(llama_cpp / "gguf-py"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    try:
+        for name, mmproj in ((GGUF_TEXT, False), (GGUF_MMPROJ, True)):
+            run_logged(convert_argv(python, converter, vision_dir(), tmp / name, mmproj=mmproj), log,
+                       what=f"converting the {LABEL} vision model to {name}", env=env, cwd=tmp)
+            if not (tmp / name).is_file():
+                raise InstallError(f"convert_hf_to_gguf.py wrote no {name}; see {log}")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    (tmp / "README.md").write_text(README_TEXT, encoding="utf-8")
+    (tmp / GGUF_DONE_MARKER).write_text(f"{LABEL}, seed {SEED}, converted by llama.cpp's convert_hf_to_gguf.py\n",
+                                        encoding="utf-8")
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
+
+
 # --------------------------------------------------------------------------- torchvision beside CPU torch (vLLM)
 
 #: vLLM's Gemma 3 multimodal code imports transformers' torchvision image processor. The only torchvision built
