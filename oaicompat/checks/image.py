@@ -57,7 +57,7 @@ DATA_URL_OWNER = "image.data-url"
 
 #: What the bad-image probes send in place of a good image (small: none of them needs the network).
 NOT_BASE64 = "iVBORw0KGgo!!not*base64**"                                  # a PNG's first base64 digits, then junk
-NOT_AN_IMAGE = b"oaicompat: these bytes are text, not an image.\n"        # valid base64 of them is sent
+NOT_AN_IMAGE = b"oaicompat: these bytes are text and no image.\n"          # no comma: a data URL splits at one
 NO_SUCH_FILE = "file:///oaicompat-no-such-dir/red-64x64.png"              # a path that exists on no server
 BAD_IMAGE_QUESTION = "Describe this image in three words."
 #: Sent with every bad-image probe: a server may answer a bad image with a 500 and then close the connection
