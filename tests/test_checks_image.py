@@ -313,9 +313,14 @@ def test_bad_image_status():
     transformers = bad(500, b"Internal Server Error")
     transformers[4] = ex_for("image.url-string")
     found = pytest.raises(QuirkFound, run, image.bad_image_refused_with_4xx, *transformers).value
-    assert found.quirks == ("image.bad-image-5xx", "image.bad-image-accepted")   # type: ignore[attr-defined]
-    assert "image.url-string → HTTP 200" in found.detail
-    assert quirk(image.bad_image_refused_with_4xx, *bad(200)) == "image.bad-image-accepted"
+    assert found.quirks == ("image.bad-image-5xx", "image.url-string-accepted")   # type: ignore[attr-defined]
+    assert "`image_url` given as a string" in found.detail and "HTTP 200" in found.detail
+    all_taken = pytest.raises(QuirkFound, run, image.bad_image_refused_with_4xx, *bad(200)).value
+    assert all_taken.quirks == ("image.bad-image-accepted", "image.url-string-accepted")  # type: ignore[attr-defined]
+    assert "image.file-url → HTTP 200" in all_taken.detail and "image.url-string" not in all_taken.found[0].detail  # type: ignore[attr-defined]
+    only_data = bad()
+    only_data[1] = ex_for("image.not-an-image")
+    assert quirk(image.bad_image_refused_with_4xx, *only_data) == "image.bad-image-accepted"
     with pytest.raises(Violation):
         run(image.bad_image_refused_with_4xx, *bad()[:4], no_response("image.url-string"))
 
@@ -341,6 +346,8 @@ def test_bad_image_checks_judge_one_imported_exchange():
     found = pytest.raises(QuirkFound, run, image.bad_image_refused_with_4xx, one).value
     assert found.quirk == "image.bad-image-5xx" and "outside the base64 alphabet" in found.detail
     assert quirk(image.bad_image_refusal_has_envelope, one) == "image.bad-image-not-enveloped"
+    mistral_style = ex_for("image.url-string")
+    assert quirk(image.bad_image_refused_with_4xx, mistral_style) == "image.url-string-accepted"
     # a good image is not a bad one: the checks do not apply to it
     assert not status.applicable_to(ex_for("image.data-url")) and not envelope.applicable_to(ex_for("image.http-url"))
 

@@ -176,6 +176,7 @@ def has_image_part(req: Request) -> bool:
     return False
 
 
+URL_STRING = "`image_url` is a string, not an object with `url`"
 _BASE64_CHARS = re.compile(r"[A-Za-z0-9+/=_-]*")
 _TEXT_START = re.compile(rb"\s*<")      # SVG or HTML: text, but a format some servers might take as an image
 
@@ -204,7 +205,7 @@ def bad_image_reason(part: Any) -> str | None:
         return None
     image = part.get("image_url")
     if isinstance(image, str):
-        return "`image_url` is a string, not an object with `url`"
+        return URL_STRING
     url = image.get("url") if isinstance(image, dict) else None
     if not isinstance(url, str):
         return None
@@ -403,12 +404,18 @@ BAD_IMAGE_REFUSED = Requires(method=CHAT.method, path=CHAT.path, body=CHAT.body,
                              credentials="accepted", status="error")
 
 
+def _shape_only(ex: Exchange) -> bool:
+    """The request's only fault is `image_url` given as a string (Mistral's own API documents that form)."""
+    reasons = bad_image_parts(ex.request)
+    return bool(reasons) and all(r == URL_STRING for r in reasons)
+
+
 @check("image.bad-image-status", rule="ERR-400-1", probes=list(BAD_IMAGE_PROBES),
-       quirks=["image.bad-image-5xx", "image.bad-image-accepted"], needs=("vision",), applies=has_bad_image,
-       requires=BAD_IMAGE_NEEDS)
+       quirks=["image.bad-image-5xx", "image.bad-image-accepted", "image.url-string-accepted"], needs=("vision",),
+       applies=has_bad_image, requires=BAD_IMAGE_NEEDS)
 def bad_image_refused_with_4xx(*exs: Exchange) -> None:
     """A bad image (undecodable, not an image, a malformed data URL, a file: URL, a string image_url) is refused
-    with a 4xx: never a 5xx, never answered 200."""
+    with a 4xx: never a 5xx, never answered 200 (a string image_url answered 200 is its own, milder quirk)."""
     pairs = _named_bad(exs)
     dropped = [(n, e) for n, e in pairs if e.status is None]
     if dropped:
@@ -420,9 +427,15 @@ def bad_image_refused_with_4xx(*exs: Exchange) -> None:
     if server:
         found.append(QuirkFound("image.bad-image-5xx", "bad images answered as server errors: " + "; ".join(
             f"{n} → HTTP {e.status}{error_message(e, 100)}" for n, e in server), server[0][1], _bad_lines(server)))
-    if taken:
+    garbage = [(n, e) for n, e in taken if not _shape_only(e)]
+    lenient = [(n, e) for n, e in taken if _shape_only(e)]
+    if garbage:
         found.append(QuirkFound("image.bad-image-accepted", "bad images answered as if valid: " + "; ".join(
-            f"{n} → HTTP {e.status}" for n, e in taken), taken[0][1], _bad_lines(taken)))
+            f"{n} → HTTP {e.status}" for n, e in garbage), garbage[0][1], _bad_lines(garbage)))
+    if lenient:
+        found.append(QuirkFound("image.url-string-accepted", "`image_url` given as a string instead of "
+                                f"{{\"url\": …}} was answered HTTP {lenient[0][1].status}", lenient[0][1],
+                                _bad_lines(lenient)))
     raise_all(found)
 
 

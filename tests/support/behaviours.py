@@ -52,6 +52,7 @@ from .wire_server import (
     error_payload,
     render,
     tokenize,
+    valid_data_url,
 )
 
 KEY_ENV = "OAICOMPAT_REF_KEY"
@@ -1039,8 +1040,22 @@ def image_bad_5xx(req: Req) -> Reply | None:
 
 @emulates("image.bad-image-accepted", "request")
 def image_bad_accepted(req: Req) -> Reply | None:
+    """EMULATED: data URLs whose payload is no image are dropped from the prompt and the request answered 200.
+    Source: no vendor documented; violates openai-wire.md ERR-400-1."""
+    def broken(p: dict[str, Any]) -> bool:
+        image = p.get("image_url")
+        url = image.get("url") if isinstance(image, dict) else None
+        return p.get("type") == "image_url" and isinstance(url, str) and url.startswith("data:") \
+            and not valid_data_url(url)
+    if chat_path(req) and any(broken(p) for p in req.parts()):
+        return answer(req, messages=without_parts(req, broken))
+    return None
+
+
+@emulates("image.url-string-accepted", "request")
+def image_url_string_accepted(req: Req) -> Reply | None:
     """EMULATED: `image_url` given as a string is read as the URL and the request answered 200. Source:
-    transformers-serve (measured on transformers-serve-vision), violates openai-wire.md ERR-400-1."""
+    transformers-serve (measured on transformers-serve-vision), mistral; violates openai-wire.md ERR-400-1."""
     if not chat_path(req) or not any(p.get("type") == "image_url" and isinstance(p.get("image_url"), str)
                                      for p in req.parts()):
         return None
