@@ -1,7 +1,7 @@
 """Multimodal input: `image_url` content parts, one wire rule per test (openai-wire.md §1.2).
 
 The first four run on every provider (how a server treats an image part or an unknown part, vision or
-not); the rest need `vision` in providers.yaml `supports`.
+not); the rest need `vision` in providers.yaml `supports`, among them how a bad image is refused.
 """
 
 import pytest
@@ -42,3 +42,11 @@ async def test_detail(run_check):
 
 async def test_seen(run_check):
     await run_check(image.model_names_the_colour)
+
+
+async def test_bad_image_status(run_check):
+    await run_check(image.bad_image_refused_with_4xx)
+
+
+async def test_bad_image_envelope(run_check):
+    await run_check(image.bad_image_refusal_has_envelope)

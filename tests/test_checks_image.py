@@ -246,6 +246,112 @@ def test_seen():
     assert info.value.owner == "chat.content"
 
 
+# -- how a vision server refuses a bad image ---------------------------------------------------------
+
+VLLM_400 = {"error": {"message": "Non-base64 digit found", "type": "BadRequestError", "param": None, "code": 400}}
+
+
+def bad(status: int = 400, payload: Any = None) -> list[Exchange]:
+    """One exchange per bad-image probe, every one answered `status` (default: OpenAI's 400 envelope)."""
+    if payload is None:
+        payload = {"error": {"message": "You uploaded an unsupported image.", "type": "invalid_request_error",
+                             "param": None, "code": "invalid_image_format"}} if status >= 300 else completion("x")
+    return [ex_for(name, payload, status=status) for name in image.BAD_IMAGE_PROBES]
+
+
+def image_part(url: Any) -> dict[str, Any]:
+    return {"type": "image_url", "image_url": url if not isinstance(url, str) or not url.startswith("@")
+            else {"url": url[1:]}}
+
+
+def test_bad_image_probes_send_what_they_say():
+    parts = {name: body_of(name)["messages"][0]["content"][1] for name in image.BAD_IMAGE_PROBES}
+    assert parts["image.bad-base64"]["image_url"]["url"] == "data:image/png;base64," + image.NOT_BASE64
+    url = parts["image.not-an-image"]["image_url"]["url"]
+    assert base64.b64decode(url.split(",", 1)[1], validate=True) == image.NOT_AN_IMAGE
+    assert parts["image.data-url-no-base64"]["image_url"]["url"].startswith("data:image/png,oaicompat:")
+    assert parts["image.file-url"]["image_url"]["url"].startswith("file:///")
+    assert parts["image.url-string"]["image_url"] == image.image_data_uri()
+    for name in image.BAD_IMAGE_PROBES:
+        spec = PROBES[name].build(ctx())
+        assert spec.retries == 0 and spec.headers == {"Connection": "close"}, name
+        assert image.bad_image_parts(request(spec.json)), name
+        assert image.has_bad_image(ex_for(name).request), name
+    # every body differs: live exchanges are shared by body
+    assert len({str(body_of(n)) for n in image.BAD_IMAGE_PROBES}) == len(image.BAD_IMAGE_PROBES)
+
+
+def test_bad_image_reason_is_conservative():
+    good = [image.image_data_uri(), "https://example.com/a.png", "http://x/y.jpg?w=1", "data:image/svg+xml,<svg/>",
+            "data:image/png;base64," + base64.b64encode(b"\xff\xd8\xff\xe0 jpeg bytes").decode(),
+            "data:image/png;base64,iVBORw0KGgo",             # bad padding: some server might take it
+            "data:image/png;base64," + base64.urlsafe_b64encode(b"\x89PNG\r\n\x1a\n\xff\xfe").decode(),
+            "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n\x00\x00").decode()[:8] + "\n"
+            + base64.b64encode(b"\x89PNG\r\n\x1a\n\x00\x00").decode()[8:],       # line breaks
+            "data:image/png,%89PNG%0D%0A%1A%0A%00%00"]        # percent-encoded binary: not judged
+    for url in good:
+        assert image.bad_image_reason(image_part("@" + url)) is None, url
+    for part in ({"type": "text", "text": "data:image/png;base64,!!"}, {"type": "image_url"},
+                 {"type": "image_url", "image_url": {"url": 5}}, "image_url", None):
+        assert image.bad_image_reason(part) is None, part
+    bad_parts = {"data:image/png;base64,iVBORw0KGgo!!": "alphabet", "data:image/png;base64,": "nothing",
+                 "data:image/png;base64," + base64.b64encode(b"hello world").decode(): "text",
+                 "data:image/png,hello": "without `;base64`", "FILE:///tmp/x.png": "`file:`"}
+    for url, why in bad_parts.items():
+        assert why in (image.bad_image_reason(image_part("@" + url)) or ""), url
+    assert "string" in (image.bad_image_reason(image_part("https://example.com/a.png")) or "")
+
+
+def test_bad_image_status():
+    run(image.bad_image_refused_with_4xx, *bad())
+    run(image.bad_image_refused_with_4xx, *bad(422, {"detail": "bad image"}))     # any 4xx
+    vllm = bad(400, VLLM_400)
+    vllm[2] = ex_for("image.data-url-no-base64", {"error": {"message": "Only base64 data URLs are supported for now.",
+                                                           "type": "NotImplementedError", "code": 501}}, status=501)
+    found = pytest.raises(QuirkFound, run, image.bad_image_refused_with_4xx, *vllm).value
+    assert found.quirk == "image.bad-image-5xx" and "image.data-url-no-base64 → HTTP 501" in found.detail
+    transformers = bad(500, b"Internal Server Error")
+    transformers[4] = ex_for("image.url-string")
+    found = pytest.raises(QuirkFound, run, image.bad_image_refused_with_4xx, *transformers).value
+    assert found.quirks == ("image.bad-image-5xx", "image.url-string-accepted")   # type: ignore[attr-defined]
+    assert "`image_url` given as a string" in found.detail and "HTTP 200" in found.detail
+    all_taken = pytest.raises(QuirkFound, run, image.bad_image_refused_with_4xx, *bad(200)).value
+    assert all_taken.quirks == ("image.bad-image-accepted", "image.url-string-accepted")  # type: ignore[attr-defined]
+    assert "image.file-url → HTTP 200" in all_taken.detail and "image.url-string" not in all_taken.found[0].detail  # type: ignore[attr-defined]
+    only_data = bad()
+    only_data[1] = ex_for("image.not-an-image")
+    assert quirk(image.bad_image_refused_with_4xx, *only_data) == "image.bad-image-accepted"
+    with pytest.raises(Violation):
+        run(image.bad_image_refused_with_4xx, *bad()[:4], no_response("image.url-string"))
+
+
+def test_bad_image_envelope():
+    run(image.bad_image_refusal_has_envelope, *bad())
+    run(image.bad_image_refusal_has_envelope, *bad(500, {"error": {"message": "boom", "type": "server_error"}}))
+    mixed = bad()
+    mixed[4] = ex_for("image.url-string")                                        # accepted: not judged here
+    run(image.bad_image_refusal_has_envelope, *mixed)
+    for body in (b"Internal Server Error", {"error": "Unauthorized"}, {"detail": "bad image"}, b""):
+        found = pytest.raises(QuirkFound, run, image.bad_image_refusal_has_envelope, *bad(500, body)).value
+        assert found.quirk == "image.bad-image-not-enveloped" and found.detail.startswith("5 of 5"), body
+    with pytest.raises(Blocked) as info:
+        run(image.bad_image_refusal_has_envelope, *bad(200))
+    assert info.value.owner == "image.bad-image-status"
+
+
+def test_bad_image_checks_judge_one_imported_exchange():
+    status, envelope = spec_of(image.bad_image_refused_with_4xx), spec_of(image.bad_image_refusal_has_envelope)
+    assert status.accepts_one and envelope.accepts_one and status.requires and envelope.requires
+    one = ex_for("image.bad-base64", b"Internal Server Error", status=500)
+    found = pytest.raises(QuirkFound, run, image.bad_image_refused_with_4xx, one).value
+    assert found.quirk == "image.bad-image-5xx" and "outside the base64 alphabet" in found.detail
+    assert quirk(image.bad_image_refusal_has_envelope, one) == "image.bad-image-not-enveloped"
+    mistral_style = ex_for("image.url-string")
+    assert quirk(image.bad_image_refused_with_4xx, mistral_style) == "image.url-string-accepted"
+    # a good image is not a bad one: the checks do not apply to it
+    assert not status.applicable_to(ex_for("image.data-url")) and not envelope.applicable_to(ex_for("image.http-url"))
+
+
 # -- no bytes crash a check -----------------------------------------------------------------------
 
 IMAGE_CHECKS = [spec for spec in CHECKS.values() if spec.area == "image"]
@@ -260,7 +366,7 @@ bodies = st.one_of(st.binary(max_size=200), st.sampled_from([
 def test_no_body_crashes_a_check(replies):
     for spec in IMAGE_CHECKS:
         exs = []
-        for name, (status, body) in zip(spec.probes, replies * 2):
+        for name, (status, body) in zip(spec.probes, replies * 3):
             chunks = (Chunk(0.01, body),) if body else ()
             failure = TransportFailure("reset", "x") if status is None else None
             exs.append(Exchange(request=request(body_of(name)), status=status,

@@ -1,11 +1,14 @@
-"""Multimodal input: `image_url` content parts (openai-wire.md §1.2, MSG-2, MSG-PART-1/2).
+"""Multimodal input: `image_url` content parts (openai-wire.md §1.2, MSG-2, MSG-PART-1/2, ERR-400-1, ERR-1).
 
-Two groups of checks:
+Three groups of checks:
 - how *any* server treats an image part, vision or not (no `needs`): a server that cannot read images must
   refuse them with a 4xx and the error envelope; a 5xx is a named quirk, and a 200 that silently drops the
   image is proven by comparing `usage.prompt_tokens` with and without it, never guessed;
 - what a vision server accepts (`needs=("vision",)`): a data-URI PNG, an http(s) URL, `detail`, and a
-  capability result (does the reply name the image's colour).
+  capability result (does the reply name the image's colour);
+- how a vision server refuses a bad image (`needs=("vision",)`): undecodable base64, base64 of bytes that are
+  not an image, a data URL without `;base64`, a `file://` URL, and `image_url` given as a string instead of
+  `{"url": …}` are client mistakes, refused with a 4xx (ERR-400-1) in the error envelope (ERR-1).
 
 The test image is fixtures/inputs/red-64x64.png (written by fixtures/inputs/make_images.py): a 64×64 solid
 red square, read and base64-encoded when the probe is built.
@@ -14,9 +17,11 @@ red square, read and base64-encoded when the probe is built.
 from __future__ import annotations
 
 import base64
+import binascii
 import re
 from functools import lru_cache
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from ..exchange import Exchange, Request
 from ..paths import FIXTURES
@@ -33,9 +38,11 @@ from .base import (
     evidence,
     first_choice,
     probe,
+    raise_all,
     require_success,
 )
-from .common import CHAT_CONTENT_PARTS, CHAT_STATUS, CHAT_USAGE, error_envelope_problem, outcome
+from .common import CHAT_CONTENT_PARTS, CHAT_STATUS, CHAT_USAGE, error_envelope_problem, error_message, outcome
+from .requires import CHAT, Requires
 
 TEST_IMAGE = FIXTURES / "inputs" / "red-64x64.png"
 #: A stable public PNG (Wikimedia Commons' PNG transparency demonstration: two dice). It is only sent to
@@ -47,6 +54,17 @@ EXPECTED_COLOUR = re.compile(r"\bred\b", re.IGNORECASE)
 UNKNOWN_PART_TYPE = "oaicompat_unknown_part"
 
 DATA_URL_OWNER = "image.data-url"
+
+#: What the bad-image probes send in place of a good image (small: none of them needs the network).
+NOT_BASE64 = "iVBORw0KGgo!!not*base64**"                                  # a PNG's first base64 digits, then junk
+NOT_AN_IMAGE = b"oaicompat: these bytes are text and no image.\n"          # no comma: a data URL splits at one
+NO_SUCH_FILE = "file:///oaicompat-no-such-dir/red-64x64.png"              # a path that exists on no server
+BAD_IMAGE_QUESTION = "Describe this image in three words."
+#: Sent with every bad-image probe: a server may answer a bad image with a 500 and then close the connection
+#: without saying so (uvicorn does after an unhandled exception), and the next request on that pooled
+#: connection fails before the server sees it. Closing after each reply keeps every probe on its own connection,
+#: so a failure is the server's answer to that very request. No retries either: a 5xx is the finding.
+ONE_CONNECTION = {"Connection": "close"}
 
 
 @lru_cache(maxsize=4)
@@ -102,6 +120,49 @@ def unknown_part(ctx: ProbeContext) -> RequestSpec:
     return RequestSpec(json=ctx.chat(messages, max_tokens=8, temperature=0))
 
 
+@probe("image.bad-base64")
+def bad_base64(ctx: ProbeContext) -> RequestSpec:
+    """An image part whose `data:image/png;base64,` URL carries characters that are not base64."""
+    return RequestSpec(json=ctx.chat(_image_message("data:image/png;base64," + NOT_BASE64, text=BAD_IMAGE_QUESTION),
+                                     max_tokens=8, temperature=0), retries=0, headers=ONE_CONNECTION)
+
+
+@probe("image.not-an-image")
+def not_an_image(ctx: ProbeContext) -> RequestSpec:
+    """An image part whose base64 data URL decodes to a line of text, not an image."""
+    url = "data:image/png;base64," + base64.b64encode(NOT_AN_IMAGE).decode("ascii")
+    return RequestSpec(json=ctx.chat(_image_message(url, text=BAD_IMAGE_QUESTION), max_tokens=8, temperature=0),
+                       retries=0, headers=ONE_CONNECTION)
+
+
+@probe("image.data-url-no-base64")
+def data_url_no_base64(ctx: ProbeContext) -> RequestSpec:
+    """An image part whose data URL lacks `;base64` (`data:image/png,…`) and whose payload is text."""
+    url = "data:image/png," + NOT_AN_IMAGE.decode("ascii").strip().replace(" ", "%20")
+    return RequestSpec(json=ctx.chat(_image_message(url, text=BAD_IMAGE_QUESTION), max_tokens=8, temperature=0),
+                       retries=0, headers=ONE_CONNECTION)
+
+
+@probe("image.file-url")
+def file_url(ctx: ProbeContext) -> RequestSpec:
+    """An image part whose URL is `file://` (a scheme the API does not take), naming a path no server has."""
+    return RequestSpec(json=ctx.chat(_image_message(NO_SUCH_FILE, text=BAD_IMAGE_QUESTION), max_tokens=8,
+                                     temperature=0), retries=0, headers=ONE_CONNECTION)
+
+
+@probe("image.url-string")
+def url_string(ctx: ProbeContext) -> RequestSpec:
+    """An image part whose `image_url` is the data-URI string itself instead of `{"url": …}`."""
+    messages = [{"role": "user", "content": [{"type": "text", "text": BAD_IMAGE_QUESTION},
+                                             {"type": "image_url", "image_url": image_data_uri()}]}]
+    return RequestSpec(json=ctx.chat(messages, max_tokens=8, temperature=0), retries=0, headers=ONE_CONNECTION)
+
+
+BAD_IMAGE_PROBES = ("image.bad-base64", "image.not-an-image", "image.data-url-no-base64", "image.file-url",
+                    "image.url-string")
+BAD_IMAGE_STATUS_OWNER = "image.bad-image-status"
+
+
 # -- helpers --------------------------------------------------------------------------------------
 
 def has_image_part(req: Request) -> bool:
@@ -113,6 +174,88 @@ def has_image_part(req: Request) -> bool:
         if isinstance(content, list) and any(isinstance(p, dict) and p.get("type") == "image_url" for p in content):
             return True
     return False
+
+
+URL_STRING = "`image_url` is a string, not an object with `url`"
+_BASE64_CHARS = re.compile(r"[A-Za-z0-9+/=_-]*")
+_TEXT_START = re.compile(rb"\s*<")      # SVG or HTML: text, but a format some servers might take as an image
+
+
+def _text_not_image(data: bytes) -> bool:
+    """Bytes that are certainly no image: empty, or printable UTF-8 text that is not markup (an SVG is text)."""
+    if not data:
+        return True
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    if _TEXT_START.match(data):
+        return False
+    return all(c.isprintable() or c in "\t\r\n" for c in text)
+
+
+def bad_image_reason(part: Any) -> str | None:
+    """Why an `image_url` content part is certainly a client mistake, or None when it is not known to be one.
+
+    Conservative, because imported recordings are judged by it too: only an `image_url` given as a string,
+    a `file:` URL, a base64 data URL with characters no base64 alphabet has, or a data URL whose payload
+    decodes to text (or nothing). A payload that merely fails to decode (padding, line breaks) or bytes of an
+    unfamiliar format are not judged: some server might take them."""
+    if not isinstance(part, dict) or part.get("type") != "image_url":
+        return None
+    image = part.get("image_url")
+    if isinstance(image, str):
+        return URL_STRING
+    url = image.get("url") if isinstance(image, dict) else None
+    if not isinstance(url, str):
+        return None
+    scheme = url.split(":", 1)[0].strip().lower()
+    if scheme == "file":
+        return "a `file:` URL"
+    if scheme != "data" or "," not in url:
+        return None
+    meta, payload = url.split(",", 1)
+    if ";base64" not in meta.lower():
+        return "a data URL without `;base64` whose payload is text" if _text_not_image(
+            unquote_to_bytes(payload)) else None
+    digits = re.sub(r"\s", "", unquote_to_bytes(payload).decode("latin-1"))
+    if not _BASE64_CHARS.fullmatch(digits):
+        return "base64 data with characters outside the base64 alphabet"
+    try:
+        data = base64.b64decode(digits.replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return "base64 data that decodes to text (or to nothing), not an image" if _text_not_image(data) else None
+
+
+def bad_image_parts(req: Request) -> list[str]:
+    """The reasons the request's image parts are client mistakes (bad_image_reason), in message order."""
+    messages = req.field("messages")
+    if not isinstance(messages, list):
+        return []
+    return [reason for msg in messages if isinstance(msg, dict) and isinstance(msg.get("content"), list)
+            for part in msg["content"] if (reason := bad_image_reason(part)) is not None]
+
+
+def has_bad_image(req: Request) -> bool:
+    return bool(bad_image_parts(req))
+
+
+def _named_bad(exs: tuple[Exchange, ...]) -> list[tuple[str, Exchange]]:
+    """(probe name, exchange) for the suite's own bad-image probes; an exchange from elsewhere is named by what
+    is wrong with its image."""
+    if len(exs) == len(BAD_IMAGE_PROBES):
+        return list(zip(BAD_IMAGE_PROBES, exs))
+    return [("; ".join(bad_image_parts(e.request)) or "an image part", e) for e in exs]
+
+
+def _bad_lines(pairs: list[tuple[str, Exchange]], limit: int = 3) -> list[str]:
+    out: list[str] = []
+    for name, ex in pairs[:limit]:
+        out += [f"[{name}]", *evidence(ex)]
+    if len(pairs) > limit:
+        out.append(f"… and {len(pairs) - limit} more")
+    return out
 
 
 def accepted(ex: Exchange) -> bool:
@@ -251,3 +394,62 @@ def model_names_the_colour(ex: Exchange) -> None:
         raise QuirkFound("image.content-not-seen",
                          f"asked the colour of a solid red square, the model answered {clip(content, 120)!r}",
                          ex, evidence(ex, f"< \"content\": {compact(content)}"))
+
+
+# -- how a vision server refuses a bad image --------------------------------------------------------
+
+BAD_IMAGE_NEEDS = Requires(method=CHAT.method, path=CHAT.path, body=CHAT.body, stream=False, images=True,
+                           credentials="accepted")
+BAD_IMAGE_REFUSED = Requires(method=CHAT.method, path=CHAT.path, body=CHAT.body, stream=False, images=True,
+                             credentials="accepted", status="error")
+
+
+def _shape_only(ex: Exchange) -> bool:
+    """The request's only fault is `image_url` given as a string (Mistral's own API documents that form)."""
+    reasons = bad_image_parts(ex.request)
+    return bool(reasons) and all(r == URL_STRING for r in reasons)
+
+
+@check("image.bad-image-status", rule="ERR-400-1", probes=list(BAD_IMAGE_PROBES),
+       quirks=["image.bad-image-5xx", "image.bad-image-accepted", "image.url-string-accepted"], needs=("vision",),
+       applies=has_bad_image, requires=BAD_IMAGE_NEEDS)
+def bad_image_refused_with_4xx(*exs: Exchange) -> None:
+    """A bad image (undecodable, not an image, a malformed data URL, a file: URL, a string image_url) is refused
+    with a 4xx: never a 5xx, never answered 200 (a string image_url answered 200 is its own, milder quirk)."""
+    pairs = _named_bad(exs)
+    dropped = [(n, e) for n, e in pairs if e.status is None]
+    if dropped:
+        raise Violation("ERR-400-1", "a bad image got no response: " + "; ".join(
+            f"{n} → {outcome(e)}" for n, e in dropped), dropped[0][1], _bad_lines(dropped))
+    server = [(n, e) for n, e in pairs if e.status is not None and e.status >= 500]
+    taken = [(n, e) for n, e in pairs if accepted(e)]
+    found = []
+    if server:
+        found.append(QuirkFound("image.bad-image-5xx", "bad images answered as server errors: " + "; ".join(
+            f"{n} → HTTP {e.status}{error_message(e, 100)}" for n, e in server), server[0][1], _bad_lines(server)))
+    garbage = [(n, e) for n, e in taken if not _shape_only(e)]
+    lenient = [(n, e) for n, e in taken if _shape_only(e)]
+    if garbage:
+        found.append(QuirkFound("image.bad-image-accepted", "bad images answered as if valid: " + "; ".join(
+            f"{n} → HTTP {e.status}" for n, e in garbage), garbage[0][1], _bad_lines(garbage)))
+    if lenient:
+        found.append(QuirkFound("image.url-string-accepted", "`image_url` given as a string instead of "
+                                f"{{\"url\": …}} was answered HTTP {lenient[0][1].status}", lenient[0][1],
+                                _bad_lines(lenient)))
+    raise_all(found)
+
+
+@check("image.bad-image-envelope", rule="ERR-1", probes=list(BAD_IMAGE_PROBES),
+       quirks=["image.bad-image-not-enveloped"], needs=("vision",), applies=has_bad_image,
+       requires=BAD_IMAGE_REFUSED)
+def bad_image_refusal_has_envelope(*exs: Exchange) -> None:
+    """The refusal of a bad image (4xx or 5xx) is the OpenAI error envelope."""
+    refused = [(n, e) for n, e in _named_bad(exs) if e.status is not None and e.status >= 300]
+    if not refused:
+        raise Blocked("no bad image was refused", BAD_IMAGE_STATUS_OWNER, exs[0] if exs else None)
+    bad = [(n, e, p) for n, e in refused if (p := error_envelope_problem(e)) is not None]
+    if bad:
+        raise QuirkFound("image.bad-image-not-enveloped",
+                         f"{len(bad)} of {len(refused)} bad-image refusals are not an error envelope: " + "; ".join(
+                             f"{n} (HTTP {e.status}): {p}" for n, e, p in bad),
+                         bad[0][1], _bad_lines([(n, e) for n, e, _ in bad]))

@@ -52,6 +52,7 @@ from .wire_server import (
     error_payload,
     render,
     tokenize,
+    valid_data_url,
 )
 
 KEY_ENV = "OAICOMPAT_REF_KEY"
@@ -1015,6 +1016,67 @@ def image_detail_rejected(req: Req) -> Reply | None:
     if with_images(req) and any("detail" in i for i in req.images):
         return refuse(req, 400, "Unrecognized field 'detail' in image_url.", param="messages")
     return None
+
+
+def image_urls(req: Req) -> list[str]:
+    return [str(i.get("url", "")) for i in req.images]
+
+
+@emulates("image.bad-image-5xx", "request")
+def image_bad_5xx(req: Req) -> Reply | None:
+    """EMULATED: a data URL without `;base64` is answered 501 (NotImplementedError, "Only base64 data URLs are
+    supported for now.") and a `file://` URL 500 (InternalServerError), both in the error envelope; other bad
+    images get the reference's 400. Source: vllm (measured on vllm-vision), violates openai-wire.md ERR-400-1."""
+    if not with_images(req):
+        return None
+    urls = image_urls(req)
+    if any(u.startswith("data:") and ";base64" not in u.split(",", 1)[0] for u in urls):
+        return refuse(req, 501, "Only base64 data URLs are supported for now.", type_="NotImplementedError")
+    if any(u.lower().startswith("file:") for u in urls):
+        return refuse(req, 500, "Cannot load local files without `--allowed-local-media-path`.",
+                      type_="InternalServerError")
+    return None
+
+
+@emulates("image.bad-image-accepted", "request")
+def image_bad_accepted(req: Req) -> Reply | None:
+    """EMULATED: data URLs whose payload is no image are dropped from the prompt and the request answered 200.
+    Source: no vendor documented; violates openai-wire.md ERR-400-1."""
+    def broken(p: dict[str, Any]) -> bool:
+        image = p.get("image_url")
+        url = image.get("url") if isinstance(image, dict) else None
+        return p.get("type") == "image_url" and isinstance(url, str) and url.startswith("data:") \
+            and not valid_data_url(url)
+    if chat_path(req) and any(broken(p) for p in req.parts()):
+        return answer(req, messages=without_parts(req, broken))
+    return None
+
+
+@emulates("image.url-string-accepted", "request")
+def image_url_string_accepted(req: Req) -> Reply | None:
+    """EMULATED: `image_url` given as a string is read as the URL and the request answered 200. Source:
+    transformers-serve (measured on transformers-serve-vision), mistral; violates openai-wire.md ERR-400-1."""
+    if not chat_path(req) or not any(p.get("type") == "image_url" and isinstance(p.get("image_url"), str)
+                                     for p in req.parts()):
+        return None
+    messages = []
+    for m in req.messages:
+        content = m.get("content")
+        if isinstance(content, list):
+            m = {**m, "content": [{**p, "image_url": {"url": p["image_url"]}}
+                                  if isinstance(p, dict) and isinstance(p.get("image_url"), str) else p
+                                  for p in content]}
+        messages.append(m)
+    return answer(req, messages=messages)
+
+
+@emulates("image.bad-image-not-enveloped", "reply")
+def image_bad_plain(reply: Reply, req: Req) -> None:
+    """EMULATED: the refusal of a bad image keeps its 400 but its body is plain text. Source: transformers-serve
+    (measured on transformers-serve-vision, where it is a 500 'Internal Server Error'), violates openai-wire.md
+    ERR-1."""
+    if reply.kind == "error" and reply.tag == "image":
+        reply.raw, reply.content_type = b"Bad Request: the image could not be read", "text/plain; charset=utf-8"
 
 
 @emulates("image.content-not-seen", "completion")

@@ -386,10 +386,12 @@ def valid_data_url(url: str) -> bool:
     if not m:
         return False
     try:
-        base64.b64decode(m.group(2), validate=True)
+        data = base64.b64decode(m.group(2), validate=True)
     except (binascii.Error, ValueError):
         return False
-    return True
+    # the bytes must be an image of a format OpenAI takes (its answer otherwise: 400 invalid_image_format)
+    return data.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a")) or (
+        data[:4] == b"RIFF" and data[8:12] == b"WEBP")
 
 
 # -- JSON Schema: strict subset and an instance ---------------------------------------------------------
