@@ -151,12 +151,18 @@ class ServerSpec(ABC):
     ready_timeout: float  # seconds from start to a 200 from the readiness URL
     compiles: bool = False  # a C/C++ build (run one at a time on 2 cores)
     requires: tuple[str, ...] = ()  # servers that must be running first
+    upstream: str = ""  # a gateway: the server it proxies (a class that sets it requires exactly that server)
     ready_path: str = "/v1/models"
     restart_after_timeout: bool = False  # a timed-out request leaves it computing: SIGKILL and restart it
     reads_key: bool = True  # False: the server has no API key setting (requests carry one anyway)
     model_id: str = MODEL_ID  # the model id requests name
     starts_by_default: bool = True  # False: `servers up` with no names leaves it out (name it to start it)
     gguf_model: model.GgufModel | None = model.GEMMA  # the model it serves (None: a gateway serves none)
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "upstream" in cls.__dict__:
+            cls.requires = (cls.upstream,)
 
     @abstractmethod
     def installed(self) -> bool:
@@ -604,8 +610,7 @@ class LiteLLMSpec(VenvSpec):
     version = LITELLM_VERSION
     env_var = "LITELLM_URL"
     ready_timeout = 90.0
-    requires: tuple[str, ...] = ("llama-server",)
-    upstream = "llama-server"  # the server it proxies (named in ``requires``)
+    upstream = "llama-server"
     gguf_model = None  # it serves none itself
     venv_name = f"litellm-{LITELLM_VERSION}"
     requirements = (f"litellm[proxy]=={LITELLM_VERSION}",)
@@ -654,7 +659,6 @@ class LiteLLMQwenSpec(LiteLLMSpec):
 
     name = "litellm-qwen"
     env_var = "LITELLM_QWEN_URL"
-    requires = ("llama-server-qwen-think",)
     upstream = "llama-server-qwen-think"
     model_id = QWEN_THINK_MODEL_ID
     starts_by_default = False
@@ -756,8 +760,7 @@ class PortkeySpec(ServerSpec):
     version = PORTKEY_VERSION
     env_var = "PORTKEY_URL"
     ready_timeout = 60.0
-    requires: tuple[str, ...] = ("llama-server-qwen",)
-    upstream = "llama-server-qwen"  # the server it fronts (named in ``requires``)
+    upstream = "llama-server-qwen"
     ready_path = "/"  # answers "AI Gateway says hey!"; /v1/models needs a provider header
     reads_key = False
     model_id = QWEN_MODEL_ID
@@ -828,7 +831,6 @@ class PortkeyThinkSpec(PortkeySpec):
 
     name = "portkey-think"
     env_var = "PORTKEY_THINK_URL"
-    requires = ("llama-server-qwen-think",)
     upstream = "llama-server-qwen-think"
     model_id = QWEN_THINK_MODEL_ID
 
