@@ -101,9 +101,13 @@ stage_servers() {  # $1: the servers to start; $2: the providers to run live aga
 }
 
 trap 'python -m oaicompat.cli servers down >&2' EXIT
-# A gateway runs in the stage of the server it fronts (alone with it when that server is not a stage of its own).
-declare -A FRONTS=([litellm]=llama-server [portkey]=llama-server-qwen
-                   [litellm-qwen]=llama-server-qwen-think [portkey-think]=llama-server-qwen-think)
+# A gateway runs in the stage of the server it fronts (alone with it when that server is not a stage of its own);
+# which server each gateway fronts is its spec's `upstream` (oaicompat/servers/specs.py).
+declare -A FRONTS=()
+while read -r gateway upstream; do FRONTS[$gateway]=$upstream; done < <(
+  python -c 'from oaicompat.servers.specs import SPECS
+for spec in SPECS.values():
+    if spec.upstream: print(spec.name, spec.upstream)')
 chosen() { [[ ",$SERVERS," == *",$1,"* ]]; }
 for stage in ${SERVERS//,/ }; do
   upstream="${FRONTS[$stage]:-}"

@@ -871,6 +871,15 @@ class TransformersServeVisionSpec(TransformersServeSpec):
             vision_model.ensure_vision_model(self.python, log)
 
 
+def install_vision_model(log: Path) -> TransformersServeVisionSpec:
+    """Install ``transformers-serve-vision``, whose venv builds the vision folder every vision server serves (so it
+    is the same whichever server installs first); returns that spec."""
+    builder = SPECS["transformers-serve-vision"]
+    assert isinstance(builder, TransformersServeVisionSpec)
+    builder.install(log)
+    return builder
+
+
 class LlamaServerVisionSpec(LlamaServerSpec):
     """llama-server serving the vision model with RANDOM WEIGHTS through its multimodal path: the built folder
     converted by llama.cpp's own ``convert_hf_to_gguf.py`` (from the same sources as the binary) into a text GGUF
@@ -888,9 +897,7 @@ class LlamaServerVisionSpec(LlamaServerSpec):
 
     def install(self, log: Path) -> None:
         super().install(log)
-        builder = SPECS["transformers-serve-vision"]  # its venv builds the folder and has torch for the converter
-        assert isinstance(builder, TransformersServeVisionSpec)
-        builder.install(log)
+        builder = install_vision_model(log)  # its venv also has the torch and transformers the converter needs
         with install_lock(vision_model.GGUF_DIRNAME):
             vision_model.ensure_vision_gguf(builder.python, llama_cpp_sources(log) / "vendor" / "llama.cpp", log)
 
@@ -932,9 +939,7 @@ class VllmVisionSpec(VllmSpec):
         with install_lock(self.venv_name):
             self.install_venv(log)
             self.install_torchvision(log)
-        builder = SPECS["transformers-serve-vision"]
-        assert isinstance(builder, TransformersServeVisionSpec)
-        builder.install(log)
+        install_vision_model(log)
 
     def install_torchvision(self, log: Path) -> None:
         if self.torchvision_ready():
